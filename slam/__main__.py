@@ -1,0 +1,3 @@
+from slam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""Typed configuration: defaults in code, a YAML file overrides them, `--set a.b=v` overrides both.
+
+Unknown keys and values of the wrong type are refused with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slam.errors import SlamInputError
+
+MODES = ("rgbd", "stereo", "mono")
+DATASET_FORMATS = ("tum", "kitti", "euroc", "video", "images", "webcam")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Intrinsics for data that carries none (TUM, video); KITTI and EuRoC read their own calibration."""
+
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    width: int | None = None
+    height: int | None = None
+    dist: tuple[float, ...] = ()
+    # Stereo baseline in metres; for RGB-D a virtual baseline used to weigh depth like a stereo disparity.
+    baseline: float | None = None
+    depth_scale: float = 5000.0  # raw depth units per metre (TUM: 5000)
+    # Points closer than depth_threshold * baseline are "close" (reliable depth), as in ORB-SLAM.
+    depth_threshold: float = 40.0
+    fps: float = 30.0
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    format: str = "tum"
+    max_depth_diff_s: float = 0.02  # rgb-depth association tolerance
+    prefetch: int = 8  # frames decoded ahead by the reader thread
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    type: str = "orb"
+    n_features: int = 1000
+    scale_factor: float = 1.2
+    n_levels: int = 8
+    fast_threshold: int = 20
+    min_fast_threshold: int = 7
+    weights: str | None = None
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    min_tracked_points: int = 30  # fewer inliers than this: tracking is lost
+    projection_radius_px: float = 7.0  # search window (at octave 0) for the motion-model search
+    local_map_radius_px: float = 3.0
+    max_hamming: int = 100
+    ratio_test: float = 0.9
+    ransac_threshold_px: float = 4.0
+    keyframe_max_frames: int = 30  # insert a keyframe at least this often (frames)
+    keyframe_min_frames: int = 0
+    keyframe_tracked_ratio: float = 0.9  # ORB-SLAM's thRefRatio for stereo / RGB-D
+    close_tracked_min: int = 100
+    close_untracked_min: int = 70
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    enabled: bool = True
+    covisible_keyframes: int = 10  # neighbours used for triangulation and the local BA window
+    local_ba_iterations: int = 10
+    local_ba_window: int = 10
+    max_keyframes: int = 0  # 0 = unbounded; otherwise a sliding window (VO mode)
+    cull_redundant_ratio: float = 0.9
+    min_parallax_deg: float = 1.0
+    reprojection_chi2: float = 5.991
+
+
+@dataclass(frozen=True)
+class ViewerConfig:
+    mode: str = "none"
+    record_every: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = "rgbd"
+    seed: int = 0
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
+
+
+_CHOICES = {"mode": MODES, "dataset.format": DATASET_FORMATS, "viewer.mode": ("none", "live", "record")}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a Config from code defaults, an optional YAML file and `section.key=value` overrides."""
+    data: dict[str, Any] = {}
+    config = Config()
+    if path is not None:
+        data = _read_yaml(Path(path))
+        config = _build(Config, data, prefix="", source=str(path))
+    if overrides:
+        for item in overrides:
+            key, value = _parse_override(item)
+            _set_nested(data, key.split("."), value)
+        config = _build(Config, data, prefix="", source="--set")
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SlamInputError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SlamInputError(f"invalid YAML{where}", path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SlamInputError("a config must be a mapping of sections", path)
+    return data
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise SlamInputError(f"--set expects section.key=value, got '{item}'")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        node = data.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SlamInputError(f"'{key}' is not a section")
+        data = node
+    data[keys[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise SlamInputError(f"'{prefix.rstrip('.')}' must be a mapping", source)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise SlamInputError(f"unknown config key '{prefix}{key}'", source)
+    kwargs = {}
+    for name, value in data.items():
+        key = prefix + name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, key + ".", source)
+        else:
+            kwargs[name] = _coerce(value, hint, key, source)
+    config = cls(**kwargs)
+    for name in names:
+        allowed = _CHOICES.get(prefix + name)
+        if allowed is not None and getattr(config, name) not in allowed:
+            raise SlamInputError(
+                f"config key '{prefix}{name}' must be one of {', '.join(allowed)}, got '{getattr(config, name)}'",
+                source,
+            )
+    return config
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key, source)
+            except SlamInputError:
+                continue
+        raise _type_error(key, value, hint, source)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, value, hint, source)
+        (item_type, _ellipsis) = typing.get_args(hint)
+        return tuple(_coerce(v, item_type, key, source) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise _type_error(key, value, hint, source)
+
+
+def _type_error(key: str, value: Any, hint: Any, source: str) -> SlamInputError:
+    name = getattr(hint, "__name__", str(hint)).replace("NoneType", "None")
+    return SlamInputError(f"config key '{key}' expects {name}, got {value!r}", source)
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as plain data (for run.json)."""
+    return dataclasses.asdict(config)
