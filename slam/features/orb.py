@@ -1,0 +1,72 @@
+"""ORB over a scale pyramid, with keypoints spread over the image as ORB-SLAM does.
+
+OpenCV's ORB keeps the strongest corners per level, which piles features onto the most textured
+regions. We ask it for a surplus at a low FAST threshold and then pick, per level, the strongest
+keypoint of each grid cell in turn (round robin), so weakly textured regions still get features.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from slam.features.base import Features
+
+_CELL_PX = 32  # grid cell size at the level's own resolution, as in ORB-SLAM's W=30 cells
+
+
+class OrbExtractor:
+    def __init__(self, n_features: int = 1000, scale_factor: float = 1.2, n_levels: int = 8,
+                 fast_threshold: int = 20, min_fast_threshold: int = 7, surplus: float = 2.5):
+        self.n_features = n_features
+        self.scale_factor = scale_factor
+        self.n_levels = n_levels
+        self._orb = cv2.ORB_create(
+            nfeatures=int(n_features * surplus), scaleFactor=scale_factor, nlevels=n_levels,
+            edgeThreshold=19, firstLevel=0, WTA_K=2, scoreType=cv2.ORB_HARRIS_SCORE, patchSize=31,
+            fastThreshold=min_fast_threshold,
+        )
+        self._quota = _level_quotas(n_features, scale_factor, n_levels)
+
+    def extract(self, image: np.ndarray) -> Features:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        keypoints, descriptors = self._orb.detectAndCompute(gray, None)
+        if not keypoints:
+            return _empty()
+        pts = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
+        octave = np.fromiter((k.octave for k in keypoints), dtype=np.int32, count=len(keypoints))
+        angle = np.fromiter((k.angle for k in keypoints), dtype=np.float32, count=len(keypoints))
+        response = np.fromiter((k.response for k in keypoints), dtype=np.float32, count=len(keypoints))
+        keep = self._distribute(pts, octave, response, gray.shape)
+        return Features(pts[keep], octave[keep], angle[keep], response[keep], descriptors[keep])
+
+    def _distribute(self, pts: np.ndarray, octave: np.ndarray, response: np.ndarray, shape) -> np.ndarray:
+        chosen = []
+        for level in range(self.n_levels):
+            idx = np.flatnonzero(octave == level)
+            if len(idx) == 0:
+                continue
+            cell = _CELL_PX * self.scale_factor**level  # cells cover the same image content at each level
+            cols = int(np.ceil(shape[1] / cell))
+            cell_id = (pts[idx, 1] // cell).astype(np.int64) * cols + (pts[idx, 0] // cell).astype(np.int64)
+            order = np.lexsort((-response[idx], cell_id))  # by cell, strongest first
+            sorted_cells = cell_id[order]
+            first = np.r_[0, np.flatnonzero(np.diff(sorted_cells)) + 1]
+            rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+            pick = np.lexsort((-response[idx][order], rank))[: self._quota[level]]
+            chosen.append(idx[order][pick])
+        return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _level_quotas(n_features: int, scale_factor: float, n_levels: int) -> np.ndarray:
+    """Features per level proportional to the level's area share, as ORB-SLAM distributes them."""
+    factor = 1.0 / scale_factor
+    share = factor ** np.arange(n_levels)
+    quota = np.round(n_features * share / share.sum()).astype(int)
+    quota[-1] = max(n_features - quota[:-1].sum(), 0)
+    return quota
+
+
+def _empty() -> Features:
+    return Features(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32),
+                    np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))

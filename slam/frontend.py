@@ -1,0 +1,59 @@
+"""Turning decoded images into Frames: features plus per-keypoint depth (RGB-D) or stereo match."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slam.camera import Camera
+from slam.features.base import Extractor, Features, level_scales
+from slam.frame import Frame
+from slam.io.base import FrameData
+from slam.matching import match_stereo
+
+
+class FrameBuilder:
+    def __init__(self, mode: str, camera: Camera, extractor: Extractor, right_extractor: Extractor | None = None):
+        self.mode = mode
+        self.camera = camera
+        self.extractor = extractor
+        self.right_extractor = right_extractor or extractor
+        self.scales = level_scales(extractor.scale_factor, extractor.n_levels)
+        self.inv_level_sigma2 = 1.0 / self.scales**2
+
+    def build(self, data: FrameData, frame_id: int) -> Frame:
+        gray = data.gray
+        features = self.extractor.extract(gray)
+        depth, u_right = self._depth(features, data, gray)
+        colors = _sample_colors(data.image, features.keypoints)
+        frame = Frame(frame_id, data.timestamp, features, self.camera, depth, u_right,
+                      self.inv_level_sigma2[features.octave])
+        frame.colors = colors
+        return frame
+
+    def _depth(self, features: Features, data: FrameData, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(features)
+        kp = features.keypoints
+        if self.mode == "rgbd" and data.depth is not None:
+            cols = np.clip(np.round(kp[:, 0]).astype(np.int64), 0, data.depth.shape[1] - 1)
+            rows = np.clip(np.round(kp[:, 1]).astype(np.int64), 0, data.depth.shape[0] - 1)
+            depth = data.depth[rows, cols].astype(np.float64)
+            depth[~np.isfinite(depth) | (depth <= 0)] = -1.0
+            u_right = np.where(depth > 0, kp[:, 0] - self.camera.bf / np.where(depth > 0, depth, 1.0), -1.0)
+            return depth, u_right
+        if self.mode == "stereo" and data.right is not None:
+            right = self.right_extractor.extract(data.right)
+            u_right = match_stereo(kp, features.octave, features.descriptors, right.keypoints, right.octave,
+                                   right.descriptors, gray, data.right, self.scales, self.camera.fx)
+            disparity = kp[:, 0] - u_right
+            depth = np.where((u_right >= 0) & (disparity > 0), self.camera.bf / np.maximum(disparity, 1e-6), -1.0)
+            return depth, np.where(depth > 0, u_right, -1.0)
+        return np.full(n, -1.0), np.full(n, -1.0)
+
+
+def _sample_colors(image: np.ndarray, kp: np.ndarray) -> np.ndarray:
+    cols = np.clip(np.round(kp[:, 0]).astype(np.int64), 0, image.shape[1] - 1)
+    rows = np.clip(np.round(kp[:, 1]).astype(np.int64), 0, image.shape[0] - 1)
+    sample = image[rows, cols]
+    if image.ndim == 2:
+        sample = np.repeat(sample[:, None], 3, axis=1)
+    return sample[:, ::-1].astype(np.uint8)  # BGR -> RGB

@@ -1,0 +1,50 @@
+"""The local map the tracker matches against: points of the keyframes around the current frame.
+
+Copied out of the Map under its lock, then used without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slam.map import Map
+
+
+@dataclass
+class LocalMap:
+    reference_kf: int
+    keyframe_ids: np.ndarray
+    point_ids: np.ndarray
+    xyz: np.ndarray
+    descriptors: np.ndarray
+    normals: np.ndarray
+    min_dist: np.ndarray
+    max_dist: np.ndarray
+
+    @staticmethod
+    def gather(slam_map: Map, matched_point_ids: np.ndarray, fallback_kf: int,
+               max_keyframes: int = 80, neighbours: int = 10) -> LocalMap:
+        """Keyframes that see the matched points, plus their best covisible neighbours, and all their points."""
+        with slam_map.lock:
+            kf_ids, counts = slam_map.covisible_with_points(matched_point_ids)
+            alive = np.array([slam_map.keyframes[k].alive for k in kf_ids], dtype=bool)
+            kf_ids, counts = kf_ids[alive], counts[alive]
+            reference = int(kf_ids[0]) if len(kf_ids) else fallback_kf
+            first = list(kf_ids[:max_keyframes]) if len(kf_ids) else [fallback_kf]
+            chosen = dict.fromkeys(int(k) for k in first)
+            for kf_id in first:
+                if len(chosen) >= max_keyframes:
+                    break
+                near, _ = slam_map.covisible(int(kf_id))
+                for n in near[:neighbours]:
+                    if slam_map.keyframes[int(n)].alive:
+                        chosen.setdefault(int(n))
+            ids = np.fromiter(chosen, dtype=np.int64)
+            pts = np.concatenate([slam_map.keyframes[k].point_ids for k in ids]) if len(ids) else np.zeros(0, np.int64)
+            pts = np.unique(pts[pts >= 0])
+            pts = pts[slam_map.points.alive[pts]]
+            p = slam_map.points
+            return LocalMap(reference, ids, pts, p.xyz[pts].copy(), p.descriptor[pts].copy(), p.normal[pts].copy(),
+                            p.min_dist[pts].copy(), p.max_dist[pts].copy())

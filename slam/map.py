@@ -1,0 +1,283 @@
+"""The map: keyframes, map points and observations as arrays, guarded by one lock.
+
+Points live in a struct-of-arrays store addressed by integer id; observations in a table of
+(keyframe, keypoint, point) rows. Callers copy what they need out under the lock and compute
+outside it; nothing here calls other components.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from slam.geometry import se3_inverse
+
+
+@dataclass
+class KeyFrame:
+    id: int
+    frame_id: int
+    timestamp: float
+    keypoints: np.ndarray  # (N,2)
+    octave: np.ndarray  # (N,)
+    descriptors: np.ndarray  # (N,D)
+    u_right: np.ndarray  # (N,)
+    depth: np.ndarray  # (N,)
+    inv_sigma2: np.ndarray  # (N,)
+    point_ids: np.ndarray  # (N,) int64, -1 = none
+    alive: bool = True
+    parent: int = -1  # spanning-tree parent, used to place frames of culled keyframes
+    colors: np.ndarray | None = None  # (N,3) uint8 image colour at each keypoint
+
+
+class _Growable:
+    """Arrays that grow by doubling; rows [0, size) are in use."""
+
+    def __init__(self, specs: dict[str, tuple[tuple[int, ...], np.dtype, object]], capacity: int = 1024):
+        self._specs = specs
+        self.size = 0
+        self.capacity = capacity
+        for name, (shape, dtype, fill) in specs.items():
+            setattr(self, name, np.full((capacity, *shape), fill, dtype=dtype))
+
+    def allocate(self, count: int) -> np.ndarray:
+        needed = self.size + count
+        if needed > self.capacity:
+            new_capacity = max(needed, 2 * self.capacity)
+            for name, (shape, dtype, fill) in self._specs.items():
+                grown = np.full((new_capacity, *shape), fill, dtype=dtype)
+                grown[: self.size] = getattr(self, name)[: self.size]
+                setattr(self, name, grown)
+            self.capacity = new_capacity
+        ids = np.arange(self.size, needed)
+        self.size = needed
+        return ids
+
+
+class Map:
+    def __init__(self, descriptor_size: int = 32, descriptor_dtype=np.uint8, scale_factor: float = 1.2,
+                 n_levels: int = 8):
+        self.lock = threading.Lock()
+        self.scale_factor = scale_factor
+        self.n_levels = n_levels
+        self.points = _Growable({
+            "xyz": ((3,), np.float64, 0.0),
+            "descriptor": ((descriptor_size,), descriptor_dtype, 0),
+            "normal": ((3,), np.float64, 0.0),
+            "min_dist": ((), np.float64, 0.0),
+            "max_dist": ((), np.float64, np.inf),
+            "visible": ((), np.int64, 1),
+            "found": ((), np.int64, 1),
+            "alive": ((), bool, False),
+            "first_kf": ((), np.int64, -1),
+            "ref_kf": ((), np.int64, -1),
+            "n_obs": ((), np.int64, 0),  # observations, a stereo / RGB-D one counting 2 (as ORB-SLAM)
+            "color": ((3,), np.uint8, 0),
+        })
+        self.obs = _Growable({
+            "kf": ((), np.int64, -1), "kp": ((), np.int64, -1), "pt": ((), np.int64, -1), "alive": ((), bool, False),
+            "weight": ((), np.int64, 0),
+        }, capacity=4096)
+        self.keyframes: list[KeyFrame] = []
+        self.kf_poses = np.zeros((0, 4, 4))  # T_cw per keyframe id
+        self.kf_T_parent = np.zeros((0, 4, 4))  # T_kf_parent, kept for culled keyframes
+
+    # ---- keyframes ------------------------------------------------------------------------------------
+    def add_keyframe(self, kf: KeyFrame, T_cw: np.ndarray) -> int:
+        kf.id = len(self.keyframes)
+        self.keyframes.append(kf)
+        self.kf_poses = np.concatenate([self.kf_poses, T_cw[None]], axis=0)
+        self.kf_T_parent = np.concatenate([self.kf_T_parent, np.eye(4)[None]], axis=0)
+        return kf.id
+
+    def alive_keyframe_ids(self) -> np.ndarray:
+        return np.array([kf.id for kf in self.keyframes if kf.alive], dtype=np.int64)
+
+    def keyframe_pose(self, kf_id: int) -> np.ndarray:
+        """T_cw of a keyframe; a culled one is placed relative to its nearest living ancestor."""
+        T = np.eye(4)
+        while not self.keyframes[kf_id].alive:
+            T = T @ self.kf_T_parent[kf_id]
+            kf_id = self.keyframes[kf_id].parent
+        return T @ self.kf_poses[kf_id]
+
+    def cull_keyframe(self, kf_id: int, parent: int) -> None:
+        kf = self.keyframes[kf_id]
+        kf.parent = parent
+        self.kf_T_parent[kf_id] = self.kf_poses[kf_id] @ se3_inverse(self.keyframe_pose(parent))
+        kf.alive = False
+        rows = self._obs_rows_of_keyframes([kf_id])
+        self._drop_observations(rows)
+
+    # ---- points ---------------------------------------------------------------------------------------
+    def add_points(self, xyz: np.ndarray, descriptors: np.ndarray, kf_id: int, kp_idx: np.ndarray,
+                   colors: np.ndarray | None = None) -> np.ndarray:
+        """New points first seen by keyframe kf_id at its keypoints kp_idx."""
+        ids = self.points.allocate(len(xyz))
+        p = self.points
+        p.xyz[ids] = xyz
+        p.descriptor[ids] = descriptors
+        p.alive[ids] = True
+        p.first_kf[ids] = kf_id
+        p.ref_kf[ids] = kf_id
+        p.visible[ids] = 1
+        p.found[ids] = 1
+        p.n_obs[ids] = 0
+        if colors is not None:
+            p.color[ids] = colors
+        self.add_observations(np.full(len(ids), kf_id), kp_idx, ids)
+        return ids
+
+    def add_observations(self, kf_ids: np.ndarray, kp_idx: np.ndarray, pt_ids: np.ndarray) -> None:
+        if len(pt_ids) == 0:
+            return
+        rows = self.obs.allocate(len(pt_ids))
+        self.obs.kf[rows] = kf_ids
+        self.obs.kp[rows] = kp_idx
+        self.obs.pt[rows] = pt_ids
+        self.obs.alive[rows] = True
+        for kf_id in np.unique(kf_ids):
+            sel = kf_ids == kf_id
+            kf = self.keyframes[int(kf_id)]
+            kf.point_ids[kp_idx[sel]] = pt_ids[sel]
+            self.obs.weight[rows[sel]] = np.where(kf.u_right[kp_idx[sel]] >= 0, 2, 1)
+        np.add.at(self.points.n_obs, pt_ids, self.obs.weight[rows])
+
+    def cull_points(self, pt_ids: np.ndarray) -> None:
+        if len(pt_ids) == 0:
+            return
+        self.points.alive[pt_ids] = False
+        n = self.obs.size
+        rows = np.flatnonzero(self.obs.alive[:n] & np.isin(self.obs.pt[:n], pt_ids))
+        self._drop_observations(rows)
+
+    def remove_observations(self, kf_ids: np.ndarray, kp_idx: np.ndarray) -> None:
+        """Forget the given (keyframe, keypoint) associations, e.g. BA outliers."""
+        n = self.obs.size
+        key = self.obs.kf[:n] * 1_000_000 + self.obs.kp[:n]
+        rows = np.flatnonzero(self.obs.alive[:n] & np.isin(key, kf_ids * 1_000_000 + kp_idx))
+        self._drop_observations(rows)
+
+    def replace_point(self, old: int, new: int) -> None:
+        """Fuse duplicate `old` into `new`: its observations move over unless the keyframe already sees `new`."""
+        if old == new or not self.points.alive[old] or not self.points.alive[new]:
+            return
+        n = self.obs.size
+        alive = self.obs.alive[:n]
+        rows_old = np.flatnonzero(alive & (self.obs.pt[:n] == old))
+        kfs_new = set(self.obs.kf[:n][alive & (self.obs.pt[:n] == new)].tolist())
+        self.points.visible[new] += self.points.visible[old]
+        self.points.found[new] += self.points.found[old]
+        for row in rows_old:
+            kf_id, kp = int(self.obs.kf[row]), int(self.obs.kp[row])
+            if kf_id in kfs_new:
+                self._drop_observations(np.array([row]))
+            else:
+                self.obs.pt[row] = new
+                self.keyframes[kf_id].point_ids[kp] = new
+                self.points.n_obs[new] += self.obs.weight[row]
+                self.points.n_obs[old] -= self.obs.weight[row]
+        self.points.alive[old] = False
+
+    def _drop_observations(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        self.obs.alive[rows] = False
+        np.add.at(self.points.n_obs, self.obs.pt[rows], -self.obs.weight[rows])
+        for row in rows:
+            kf = self.keyframes[int(self.obs.kf[row])]
+            kp = int(self.obs.kp[row])
+            if kf.point_ids[kp] == self.obs.pt[row]:
+                kf.point_ids[kp] = -1
+        # A point seen by fewer than one keyframe is gone.
+        orphans = self.obs.pt[rows][self.points.n_obs[self.obs.pt[rows]] <= 0]
+        self.points.alive[orphans] = False
+
+    def _obs_rows_of_keyframes(self, kf_ids) -> np.ndarray:
+        n = self.obs.size
+        return np.flatnonzero(self.obs.alive[:n] & np.isin(self.obs.kf[:n], kf_ids))
+
+    def observations_of_points(self, pt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keyframe ids, keypoint indices, point ids) of every live observation of the given points."""
+        n = self.obs.size
+        rows = np.flatnonzero(self.obs.alive[:n] & np.isin(self.obs.pt[:n], pt_ids))
+        return self.obs.kf[rows].copy(), self.obs.kp[rows].copy(), self.obs.pt[rows].copy()
+
+    # ---- covisibility ---------------------------------------------------------------------------------
+    def covisible(self, kf_id: int, min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Keyframes sharing points with kf_id, strongest first, with the number of shared points."""
+        pts = self.keyframes[kf_id].point_ids
+        pts = pts[pts >= 0]
+        return self.covisible_with_points(pts, exclude=kf_id, min_weight=min_weight)
+
+    def covisible_with_points(self, pt_ids: np.ndarray, exclude: int = -1,
+                              min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        kf_ids, _, _ = self.observations_of_points(pt_ids)
+        if len(kf_ids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        counts = np.bincount(kf_ids, minlength=len(self.keyframes))
+        if exclude >= 0:
+            counts[exclude] = 0
+        ids = np.flatnonzero(counts >= min_weight)
+        order = np.argsort(-counts[ids], kind="stable")
+        return ids[order], counts[ids][order]
+
+    # ---- derived point attributes ---------------------------------------------------------------------
+    def update_point_geometry(self, pt_ids: np.ndarray) -> None:
+        """Viewing direction and scale-invariance distance range from the observing keyframes."""
+        pt_ids = pt_ids[self.points.alive[pt_ids]]
+        if len(pt_ids) == 0:
+            return
+        kf_ids, kp_idx, pts = self.observations_of_points(pt_ids)
+        centers = self._keyframe_centers(kf_ids)
+        rays = self.points.xyz[pts] - centers
+        rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+        normal = np.zeros((self.points.size, 3))
+        np.add.at(normal, pts, rays)
+        n = normal[pt_ids]
+        self.points.normal[pt_ids] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        ref = self.points.ref_kf[pt_ids]
+        ref_center = self._keyframe_centers(ref)
+        dist = np.linalg.norm(self.points.xyz[pt_ids] - ref_center, axis=1)
+        # The octave at which the reference keyframe saw the point sets the distance range.
+        octave = np.zeros(len(pt_ids), dtype=np.int64)
+        sel = np.flatnonzero(kf_ids == self.points.ref_kf[pts])
+        lookup = {int(p): int(self.keyframes[int(k)].octave[kp]) for p, k, kp in
+                  zip(pts[sel], kf_ids[sel], kp_idx[sel])}
+        octave[:] = [lookup.get(int(p), 0) for p in pt_ids]
+        level_scale = self.scale_factor ** octave
+        self.points.max_dist[pt_ids] = dist * level_scale
+        self.points.min_dist[pt_ids] = dist * level_scale / self.scale_factor ** (self.n_levels - 1)
+
+    def update_point_descriptors(self, pt_ids: np.ndarray) -> None:
+        """Pick, per point, the observed descriptor with the least median distance to the others."""
+        pt_ids = pt_ids[self.points.alive[pt_ids]]
+        if len(pt_ids) == 0:
+            return
+        kf_ids, kp_idx, pts = self.observations_of_points(pt_ids)
+        order = np.argsort(pts, kind="stable")
+        kf_ids, kp_idx, pts = kf_ids[order], kp_idx[order], pts[order]
+        descs = np.stack([self.keyframes[int(k)].descriptors[i] for k, i in zip(kf_ids, kp_idx)]) if len(pts) else None
+        if descs is None:
+            return
+        bounds = np.flatnonzero(np.diff(pts)) + 1
+        starts = np.r_[0, bounds]
+        ends = np.r_[bounds, len(pts)]
+        for s, e in zip(starts, ends):
+            if e - s <= 2:
+                self.points.descriptor[pts[s]] = descs[s]
+                continue
+            group = descs[s:e]
+            dist = np.unpackbits(group[:, None, :] ^ group[None, :, :], axis=2).sum(axis=2)
+            self.points.descriptor[pts[s]] = group[np.argmin(np.median(dist, axis=1))]
+
+    def _keyframe_centers(self, kf_ids: np.ndarray) -> np.ndarray:
+        poses = self.kf_poses[kf_ids]
+        R = poses[:, :3, :3]
+        t = poses[:, :3, 3]
+        return -np.einsum("nji,nj->ni", R, t)
+
+    def alive_point_ids(self) -> np.ndarray:
+        return np.flatnonzero(self.points.alive[: self.points.size])

@@ -1,0 +1,164 @@
+"""`slam run`: a sequence through the system, with outputs written even when the run is stopped."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slam.config import Config, to_dict
+from slam.errors import SlamRuntimeError
+from slam.export import write_json, write_ply
+from slam.io import open_sequence
+from slam.system import System
+from slam.tracking import TrackingState
+from slam.trajectory import write_tum
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    exit_code: int = 0  # 0, 130 (SIGINT), 143 (SIGTERM), 1 (a thread failed)
+    error: str = ""
+    evaluation: Any = None
+    timings_ms: list[float] = field(default_factory=list)
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM finish the current frame instead of killing the run (main thread only)."""
+
+    def __init__(self):
+        self.signal_number = 0
+        self._previous = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal_number = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_frames: int | None = None,
+                 progress: bool = True, started_at: float | None = None, threaded: bool = True) -> RunResult:
+    started_at = time.perf_counter() if started_at is None else started_at
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sequence = open_sequence(data, config)
+    system = System(config, sequence.camera, threaded=threaded)
+    _warm_up(system, sequence)
+    system.start()
+    startup_s = time.perf_counter() - started_at
+    timings: list[float] = []
+    states: list[str] = []
+    first_read = last_pose = None
+    exit_code, error = 0, ""
+    total = len(sequence) if max_frames is None else min(max_frames, len(sequence))
+    with _StopSignals() as stop:
+        frames = sequence.frames(total)
+        try:
+            bar = _progress(total, progress)
+            first_read = time.perf_counter()
+            for data_frame in frames:
+                t0 = time.perf_counter()
+                result = system.process(data_frame)
+                last_pose = time.perf_counter()
+                timings.append((last_pose - t0) * 1000.0)
+                states.append(result.state.value)
+                bar.update(1)
+                bar.set_postfix_str(f"{result.state.value} inl={result.n_inliers} kf={len(system.map.keyframes)}",
+                                    refresh=False)
+                if stop.signal_number:
+                    break
+            bar.close()
+        except SlamRuntimeError as exc:
+            exit_code, error = 1, str(exc)
+        finally:
+            frames.close()
+        try:
+            system.shutdown(finish_mapping=exit_code == 0 and not stop.signal_number)
+        except SlamRuntimeError as exc:
+            exit_code, error = 1, str(exc)
+        if stop.signal_number:
+            exit_code = 128 + stop.signal_number
+            error = error or f"stopped by signal {signal.Signals(stop.signal_number).name}; outputs written"
+    wall = (last_pose - first_read) if first_read is not None and last_pose is not None else float("nan")
+    summary = _summary(config, sequence, system, states, timings, wall, startup_s)
+    evaluation = _write_outputs(out_dir, config, sequence, system, summary)
+    return RunResult(out_dir, summary, exit_code, error, evaluation, timings)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def _warm_up(system: System, sequence) -> None:
+    """Compile the numba kernels before timing starts (cached on disk after the first run)."""
+    from slam.matching import warm_up
+
+    warm_up()
+    del system, sequence
+
+
+def _summary(config: Config, sequence, system: System, states: list[str], timings: list[float], wall: float,
+             startup_s: float) -> dict[str, Any]:
+    tracked = sum(s == TrackingState.OK.value for s in states)
+    t = np.array(timings) if timings else np.array([np.nan])
+    frames = len(states)
+    return {
+        "mode": config.mode,
+        "sequence": sequence.name,
+        "frames": frames,
+        "tracked_frames": tracked,
+        "lost_frames": sum(s == TrackingState.LOST.value for s in states),
+        "keyframes": int(len(system.map.alive_keyframe_ids())),
+        "map_points": int(len(system.map.alive_point_ids())),
+        "tracking_ms_p50": float(np.percentile(t, 50)),
+        "tracking_ms_p95": float(np.percentile(t, 95)),
+        "fps": float(frames / wall) if wall and wall > 0 else float("nan"),
+        "startup_s": float(startup_s),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "local_ba_ms_mean": float(np.mean(system.mapper.stats.ba_ms)) if system.mapper.stats.ba_ms else None,
+        "keyframes_culled": system.mapper.stats.keyframes_culled,
+    }
+
+
+def _write_outputs(out_dir: Path, config: Config, sequence, system: System, summary: dict[str, Any]):
+    trajectory = system.trajectory()
+    write_tum(out_dir / "trajectory.tum", trajectory)
+    write_tum(out_dir / "keyframes.tum", system.keyframe_trajectory())
+    xyz, rgb = system.map_points()
+    write_ply(out_dir / "map.ply", xyz, rgb)
+    evaluation = None
+    if sequence.groundtruth is not None and len(trajectory) >= 3:
+        from slam.errors import SlamInputError
+        from slam.evaluation import evaluate, write_report
+
+        align = "sim3" if config.mode == "mono" else "se3"
+        try:
+            evaluation = evaluate(sequence.groundtruth, trajectory, align=align)
+        except SlamInputError as exc:
+            summary["evaluation_error"] = str(exc)
+        else:
+            write_report(evaluation, out_dir, title=f"{sequence.name} ({config.mode})")
+            summary.update(ate_rmse_m=evaluation.ate_rmse_m, rpe_trans_m=evaluation.rpe_trans_rmse_m,
+                           rpe_rot_deg=evaluation.rpe_rot_rmse_deg, ate_align=align, ate_scale=evaluation.scale,
+                           ate_matched=evaluation.matched)
+    summary["config"] = to_dict(config)
+    write_json(out_dir / "run.json", summary)
+    return evaluation

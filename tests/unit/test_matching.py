@@ -1,0 +1,103 @@
+"""Matching kernels on generated data: projection search, epipolar search, stereo rows."""
+
+import cv2
+import numpy as np
+
+from slam.features.orb import OrbExtractor
+from slam.matching import KeypointGrid, hamming_distance, match_epipolar, match_stereo, search_by_projection
+
+
+def _random_descriptors(rng, n):
+    return rng.integers(0, 256, (n, 32), dtype=np.uint8)
+
+
+def _textured_image(seed=0, shape=(240, 320)):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (shape[0] // 4, shape[1] // 4), dtype=np.uint8)
+    image = cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(image, (3, 3), 0)
+
+
+def test_hamming_matches_bit_count():
+    rng = np.random.default_rng(1)
+    a, b = _random_descriptors(rng, 50), _random_descriptors(rng, 50)
+    expected = np.unpackbits(a ^ b, axis=1).sum(axis=1)
+    assert np.array_equal(hamming_distance(a, b), expected)
+
+
+def test_search_by_projection_finds_the_keypoint_near_each_projection():
+    rng = np.random.default_rng(2)
+    n = 300
+    kp = rng.uniform(0, [640, 480], (n, 2)).astype(np.float32)
+    desc = _random_descriptors(rng, n)
+    octave = np.zeros(n, np.int64)
+    # Points project 2 px from their keypoint with a slightly corrupted descriptor.
+    uv = kp + rng.normal(0, 1.0, (n, 2))
+    noisy = desc.copy()
+    noisy[:, 0] ^= 0b101
+    grid = KeypointGrid.build(kp, 640, 480)
+    pt, idx = search_by_projection(uv, np.full(n, 7.0), octave, noisy, kp, octave, desc, grid, np.zeros(n, bool))
+    assert len(pt) >= 0.95 * n
+    assert np.mean(pt == idx) > 0.99
+
+
+def test_search_by_projection_respects_radius_taken_and_octave():
+    rng = np.random.default_rng(3)
+    kp = np.array([[100.0, 100.0], [300.0, 300.0], [500.0, 100.0]], np.float32)
+    desc = _random_descriptors(rng, 3)
+    octave = np.array([0, 0, 4])
+    grid = KeypointGrid.build(kp, 640, 480)
+    uv = np.array([[120.0, 100.0], [300.0, 300.0], [500.0, 100.0]])
+    taken = np.array([False, True, False])
+    pt, idx = search_by_projection(uv, np.full(3, 7.0), np.zeros(3, np.int64), desc, kp, octave, desc, grid, taken)
+    # 20 px away (outside the radius), taken, and four octaves off: nothing matches.
+    assert len(pt) == 0
+
+
+def test_each_keypoint_goes_to_its_closest_descriptor():
+    rng = np.random.default_rng(4)
+    kp = np.array([[50.0, 50.0]], np.float32)
+    desc = _random_descriptors(rng, 1)
+    worse = desc.copy()
+    worse[0, :4] ^= 0xFF
+    better = desc.copy()
+    better[0, 0] ^= 0x01
+    grid = KeypointGrid.build(kp, 100, 100)
+    uv = np.array([[50.0, 50.0], [51.0, 50.0]])
+    pt, idx = search_by_projection(uv, np.full(2, 5.0), np.zeros(2, np.int64), np.vstack([worse, better]), kp,
+                                   np.zeros(1, np.int64), desc, grid, np.zeros(1, bool))
+    assert pt.tolist() == [1] and idx.tolist() == [0]
+
+
+def test_epipolar_matching_rejects_matches_off_the_line():
+    rng = np.random.default_rng(5)
+    n = 200
+    desc = _random_descriptors(rng, n)
+    kp1 = rng.uniform(0, 640, (n, 2))
+    # A pure horizontal translation: epipolar lines are image rows.
+    F = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    kp2 = kp1.copy()
+    kp2[:, 0] -= rng.uniform(5, 40, n)
+    off = np.arange(n) % 4 == 0
+    kp2[off, 1] += 25.0
+    i1, i2 = match_epipolar(desc, desc, kp1, kp2, np.zeros(n, np.int64), np.ones(n, bool), np.ones(n, bool), F,
+                            np.ones(8))
+    assert np.array_equal(i1, i2)
+    assert set(i1.tolist()) == set(np.flatnonzero(~off).tolist())
+
+
+def test_stereo_matching_recovers_a_known_disparity():
+    left = _textured_image(6, (240, 400))
+    shift = 12.4
+    M = np.float32([[1, 0, -shift], [0, 1, 0]])
+    right = cv2.warpAffine(left, M, (400, 240), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    orb = OrbExtractor(500)
+    fl, fr = orb.extract(left), orb.extract(right)
+    scales = 1.2 ** np.arange(8)
+    u_right = match_stereo(fl.keypoints, fl.octave, fl.descriptors, fr.keypoints, fr.octave, fr.descriptors,
+                           left, right, scales, 300.0)
+    found = u_right >= 0
+    assert found.mean() > 0.5
+    disparity = fl.keypoints[found, 0] - u_right[found]
+    assert abs(np.median(disparity) - shift) < 0.2
+    assert np.mean(np.abs(disparity - shift) < 1.0) > 0.9
