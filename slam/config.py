@@ -79,6 +79,7 @@ class MappingConfig:
     covisible_keyframes: int = 10  # neighbours used for triangulation and the local BA window
     local_ba_iterations: int = 10
     local_ba_window: int = 10
+    final_global_ba: bool = True  # one bundle adjustment over the whole map when the sequence ends
     max_keyframes: int = 0  # 0 = unbounded; otherwise a sliding window (VO mode)
     cull_redundant_ratio: float = 0.9
     min_parallax_deg: float = 1.0

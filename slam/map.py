@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slam.geometry import se3_inverse
+from slam.matching import medoid_descriptors
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Map:
             "kf": ((), np.int64, -1), "kp": ((), np.int64, -1), "pt": ((), np.int64, -1), "alive": ((), bool, False),
             "weight": ((), np.int64, 0),
         }, capacity=4096)
+        self._rows: dict[int, list[int]] = {}  # point id -> its live observation rows
+        self._connections: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # covisibility, cached per keyframe
         self.keyframes: list[KeyFrame] = []
         self.kf_poses = np.zeros((0, 4, 4))  # T_cw per keyframe id
         self.kf_T_parent = np.zeros((0, 4, 4))  # T_kf_parent, kept for culled keyframes
@@ -110,6 +113,7 @@ class Map:
         kf.alive = False
         rows = self._obs_rows_of_keyframes([kf_id])
         self._drop_observations(rows)
+        self._connections.clear()
 
     # ---- points ---------------------------------------------------------------------------------------
     def add_points(self, xyz: np.ndarray, descriptors: np.ndarray, kf_id: int, kp_idx: np.ndarray,
@@ -144,30 +148,29 @@ class Map:
             kf.point_ids[kp_idx[sel]] = pt_ids[sel]
             self.obs.weight[rows[sel]] = np.where(kf.u_right[kp_idx[sel]] >= 0, 2, 1)
         np.add.at(self.points.n_obs, pt_ids, self.obs.weight[rows])
+        for row, pt in zip(rows.tolist(), pt_ids.tolist()):
+            self._rows.setdefault(pt, []).append(row)
 
     def cull_points(self, pt_ids: np.ndarray) -> None:
         if len(pt_ids) == 0:
             return
         self.points.alive[pt_ids] = False
-        n = self.obs.size
-        rows = np.flatnonzero(self.obs.alive[:n] & np.isin(self.obs.pt[:n], pt_ids))
-        self._drop_observations(rows)
+        self._drop_observations(self._rows_of_points(pt_ids))
 
     def remove_observations(self, kf_ids: np.ndarray, kp_idx: np.ndarray) -> None:
         """Forget the given (keyframe, keypoint) associations, e.g. BA outliers."""
-        n = self.obs.size
-        key = self.obs.kf[:n] * 1_000_000 + self.obs.kp[:n]
-        rows = np.flatnonzero(self.obs.alive[:n] & np.isin(key, kf_ids * 1_000_000 + kp_idx))
-        self._drop_observations(rows)
+        rows = []
+        for kf_id, kp in zip(kf_ids.tolist(), kp_idx.tolist()):
+            pt = int(self.keyframes[kf_id].point_ids[kp])
+            rows += [r for r in self._rows.get(pt, ()) if self.obs.kf[r] == kf_id and self.obs.kp[r] == kp]
+        self._drop_observations(np.array(rows, dtype=np.int64))
 
     def replace_point(self, old: int, new: int) -> None:
         """Fuse duplicate `old` into `new`: its observations move over unless the keyframe already sees `new`."""
         if old == new or not self.points.alive[old] or not self.points.alive[new]:
             return
-        n = self.obs.size
-        alive = self.obs.alive[:n]
-        rows_old = np.flatnonzero(alive & (self.obs.pt[:n] == old))
-        kfs_new = set(self.obs.kf[:n][alive & (self.obs.pt[:n] == new)].tolist())
+        rows_old = list(self._rows.get(old, ()))
+        kfs_new = {int(self.obs.kf[r]) for r in self._rows.get(new, ())}
         self.points.visible[new] += self.points.visible[old]
         self.points.found[new] += self.points.found[old]
         for row in rows_old:
@@ -176,6 +179,9 @@ class Map:
                 self._drop_observations(np.array([row]))
             else:
                 self.obs.pt[row] = new
+                self._rows[old].remove(row)
+                self._rows.setdefault(new, []).append(row)
+                kfs_new.add(kf_id)
                 self.keyframes[kf_id].point_ids[kp] = new
                 self.points.n_obs[new] += self.obs.weight[row]
                 self.points.n_obs[old] -= self.obs.weight[row]
@@ -184,9 +190,11 @@ class Map:
     def _drop_observations(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
             return
+        rows = rows[self.obs.alive[rows]]
         self.obs.alive[rows] = False
         np.add.at(self.points.n_obs, self.obs.pt[rows], -self.obs.weight[rows])
         for row in rows:
+            self._rows[int(self.obs.pt[row])].remove(int(row))
             kf = self.keyframes[int(self.obs.kf[row])]
             kp = int(self.obs.kp[row])
             if kf.point_ids[kp] == self.obs.pt[row]:
@@ -196,21 +204,36 @@ class Map:
         self.points.alive[orphans] = False
 
     def _obs_rows_of_keyframes(self, kf_ids) -> np.ndarray:
-        n = self.obs.size
-        return np.flatnonzero(self.obs.alive[:n] & np.isin(self.obs.kf[:n], kf_ids))
+        ids = np.concatenate([self.keyframes[int(k)].point_ids for k in kf_ids])
+        rows = self._rows_of_points(np.unique(ids[ids >= 0]))
+        return rows[np.isin(self.obs.kf[rows], kf_ids)]
+
+    def _rows_of_points(self, pt_ids: np.ndarray) -> np.ndarray:
+        rows = self._rows
+        out = [r for p in np.asarray(pt_ids).tolist() for r in rows.get(p, ())]
+        return np.array(out, dtype=np.int64)
 
     def observations_of_points(self, pt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keyframe ids, keypoint indices, point ids) of every live observation of the given points."""
-        n = self.obs.size
-        rows = np.flatnonzero(self.obs.alive[:n] & np.isin(self.obs.pt[:n], pt_ids))
-        return self.obs.kf[rows].copy(), self.obs.kp[rows].copy(), self.obs.pt[rows].copy()
+        rows = self._rows_of_points(pt_ids)
+        return self.obs.kf[rows], self.obs.kp[rows], self.obs.pt[rows]
 
     # ---- covisibility ---------------------------------------------------------------------------------
-    def covisible(self, kf_id: int, min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Keyframes sharing points with kf_id, strongest first, with the number of shared points."""
-        pts = self.keyframes[kf_id].point_ids
-        pts = pts[pts >= 0]
-        return self.covisible_with_points(pts, exclude=kf_id, min_weight=min_weight)
+    def covisible(self, kf_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keyframes sharing points with kf_id, strongest first, with the number of shared points.
+
+        Cached: local mapping refreshes the connections of the keyframes it changes (refresh_connections).
+        """
+        cached = self._connections.get(kf_id)
+        if cached is None:
+            pts = self.keyframes[kf_id].point_ids
+            cached = self.covisible_with_points(pts[pts >= 0], exclude=kf_id)
+            self._connections[kf_id] = cached
+        return cached
+
+    def refresh_connections(self, kf_ids) -> None:
+        for kf_id in kf_ids:
+            self._connections.pop(int(kf_id), None)
 
     def covisible_with_points(self, pt_ids: np.ndarray, exclude: int = -1,
                               min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -254,24 +277,18 @@ class Map:
     def update_point_descriptors(self, pt_ids: np.ndarray) -> None:
         """Pick, per point, the observed descriptor with the least median distance to the others."""
         pt_ids = pt_ids[self.points.alive[pt_ids]]
-        if len(pt_ids) == 0:
-            return
         kf_ids, kp_idx, pts = self.observations_of_points(pt_ids)
+        if len(pts) == 0:
+            return
         order = np.argsort(pts, kind="stable")
         kf_ids, kp_idx, pts = kf_ids[order], kp_idx[order], pts[order]
-        descs = np.stack([self.keyframes[int(k)].descriptors[i] for k, i in zip(kf_ids, kp_idx)]) if len(pts) else None
-        if descs is None:
-            return
-        bounds = np.flatnonzero(np.diff(pts)) + 1
-        starts = np.r_[0, bounds]
-        ends = np.r_[bounds, len(pts)]
-        for s, e in zip(starts, ends):
-            if e - s <= 2:
-                self.points.descriptor[pts[s]] = descs[s]
-                continue
-            group = descs[s:e]
-            dist = np.unpackbits(group[:, None, :] ^ group[None, :, :], axis=2).sum(axis=2)
-            self.points.descriptor[pts[s]] = group[np.argmin(np.median(dist, axis=1))]
+        descs = np.empty((len(pts), self.points.descriptor.shape[1]), dtype=self.points.descriptor.dtype)
+        for kf_id in np.unique(kf_ids).tolist():
+            sel = kf_ids == kf_id
+            descs[sel] = self.keyframes[kf_id].descriptors[kp_idx[sel]]
+        starts = np.r_[0, np.flatnonzero(np.diff(pts)) + 1]
+        ends = np.r_[starts[1:], len(pts)]
+        self.points.descriptor[pts[starts]] = descs[medoid_descriptors(descs, starts, ends)]
 
     def _keyframe_centers(self, kf_ids: np.ndarray) -> np.ndarray:
         poses = self.kf_poses[kf_ids]

@@ -53,6 +53,26 @@ class _KeyframeView:
         return -self.T_cw[:3, :3].T @ self.T_cw[:3, 3]
 
 
+@dataclass
+class _BAProblem:
+    kf_ids: np.ndarray
+    fixed: np.ndarray
+    poses: np.ndarray
+    pt_ids: np.ndarray
+    xyz: np.ndarray
+    obs_kf: np.ndarray
+    obs_kp: np.ndarray
+    obs_pt: np.ndarray
+    uv: np.ndarray
+    u_right: np.ndarray
+    inv_sigma2: np.ndarray
+
+    def args(self) -> tuple:
+        """Positional arguments of optimizer.local_bundle_adjustment (up to the camera)."""
+        return (self.poses, self.fixed, self.xyz, np.searchsorted(self.kf_ids, self.obs_kf),
+                np.searchsorted(self.pt_ids, self.obs_pt), self.uv, self.u_right, self.inv_sigma2)
+
+
 class LocalMapper:
     def __init__(self, config: Config, slam_map: Map, camera: Camera, scales: np.ndarray):
         self.cfg = config.mapping
@@ -130,11 +150,20 @@ class LocalMapper:
         self.recent.append((kf_id, fresh))
         self._cull_recent_points(kf_id)
         self._create_new_points(kf_id)
+        self._refresh_connections(kf_id)
         if self.queue.empty():
             self._fuse_with_neighbours(kf_id)
+            self._refresh_connections(kf_id)
         if self.queue.empty() and not self.abort_ba.is_set():
             self._local_bundle_adjustment(kf_id)
             self._cull_keyframes(kf_id)
+
+    def _refresh_connections(self, kf_id: int) -> None:
+        """Covisibility of the keyframe and its neighbours changed: recompute it (ORB-SLAM's UpdateConnections)."""
+        with self.map.lock:
+            self.map.refresh_connections([kf_id])
+            neighbours, _ = self.map.covisible(kf_id)
+            self.map.refresh_connections(neighbours)
 
     # ---- point culling ---------------------------------------------------------------------------------
     def _cull_recent_points(self, kf_id: int) -> None:
@@ -347,40 +376,61 @@ class LocalMapper:
                 self.map.add_observations(np.full(int(keep.sum()), kf_id), kps[keep], pids[keep])
         self.stats.points_fused += fused
 
-    # ---- local bundle adjustment ---------------------------------------------------------------------------
+    # ---- bundle adjustment --------------------------------------------------------------------------------
     def _local_bundle_adjustment(self, kf_id: int) -> None:
         start = time.perf_counter()
         with self.map.lock:
             window = [kf_id, *self._neighbours(kf_id, self.cfg.local_ba_window - 1)]
-            pts = np.concatenate([self.map.keyframes[k].point_ids for k in window])
-            pts = np.unique(pts[pts >= 0])
-            pts = pts[self.map.points.alive[pts]]
-            obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
-            alive_kf = np.array([self.map.keyframes[int(k)].alive for k in obs_kf], dtype=bool)
-            obs_kf, obs_kp, obs_pt = obs_kf[alive_kf], obs_kp[alive_kf], obs_pt[alive_kf]
-            kf_ids = np.unique(np.concatenate([np.array(window, dtype=np.int64), obs_kf]))
-            poses = self.map.kf_poses[kf_ids].copy()
-            xyz = self.map.points.xyz[pts].copy()
-            kfs = [self.map.keyframes[int(k)] for k in obs_kf]
-            uv = np.array([kf.keypoints[i] for kf, i in zip(kfs, obs_kp)], dtype=np.float64).reshape(-1, 2)
-            u_right = np.array([kf.u_right[i] for kf, i in zip(kfs, obs_kp)], dtype=np.float64)
-            inv_sigma2 = np.array([kf.inv_sigma2[i] for kf, i in zip(kfs, obs_kp)], dtype=np.float64)
+            problem = self._gather_ba(window)
+        if problem is None:
+            return
+        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=self.cfg.local_ba_iterations,
+                                         abort=self.abort_ba)
+        self._apply_ba(problem, result)
+        self.stats.ba_ms.append((time.perf_counter() - start) * 1000.0)
+
+    def global_bundle_adjustment(self, iterations: int = 15) -> None:
+        """All keyframes and points, the first keyframe fixed (run once at the end of a sequence)."""
+        with self.map.lock:
+            problem = self._gather_ba(self.map.alive_keyframe_ids().tolist())
+        if problem is None:
+            return
+        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations)
+        self._apply_ba(problem, result)
+
+    def _gather_ba(self, window: list[int]) -> _BAProblem | None:
+        """Copy a BA problem out of the map (lock held by the caller): the window's keyframes are optimised,
+        other keyframes that see the same points stay fixed, as does the first keyframe."""
+        pts = np.concatenate([self.map.keyframes[k].point_ids for k in window])
+        pts = np.unique(pts[pts >= 0])
+        pts = pts[self.map.points.alive[pts]]
+        obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
+        kf_ids = np.unique(np.concatenate([np.array(window, dtype=np.int64), obs_kf]))
         fixed = ~np.isin(kf_ids, window) | (kf_ids == 0)
         if len(pts) == 0 or np.all(fixed):
-            return
-        result = local_bundle_adjustment(
-            poses, fixed, xyz, np.searchsorted(kf_ids, obs_kf), np.searchsorted(pts, obs_pt), uv, u_right,
-            inv_sigma2, self.camera, iterations=self.cfg.local_ba_iterations, abort=self.abort_ba,
-        )
+            return None
+        uv = np.empty((len(obs_kf), 2))
+        u_right = np.empty(len(obs_kf))
+        inv_sigma2 = np.empty(len(obs_kf))
+        for k in kf_ids.tolist():
+            sel = obs_kf == k
+            kf = self.map.keyframes[k]
+            uv[sel] = kf.keypoints[obs_kp[sel]]
+            u_right[sel] = kf.u_right[obs_kp[sel]]
+            inv_sigma2[sel] = kf.inv_sigma2[obs_kp[sel]]
+        return _BAProblem(kf_ids, fixed, self.map.kf_poses[kf_ids].copy(), pts, self.map.points.xyz[pts].copy(),
+                          obs_kf, obs_kp, obs_pt, uv, u_right, inv_sigma2)
+
+    def _apply_ba(self, problem: _BAProblem, result) -> None:
+        """Write optimised poses and points back by id; forget the observations BA found to be outliers."""
         with self.map.lock:
-            free = np.flatnonzero(~fixed)
-            self.map.kf_poses[kf_ids[free]] = result.poses_cw[free]
-            alive = self.map.points.alive[pts]
-            self.map.points.xyz[pts[alive]] = result.points_w[alive]
+            free = np.flatnonzero(~problem.fixed)
+            self.map.kf_poses[problem.kf_ids[free]] = result.poses_cw[free]
+            alive = self.map.points.alive[problem.pt_ids]
+            self.map.points.xyz[problem.pt_ids[alive]] = result.points_w[alive]
             bad = result.outlier
-            self.map.remove_observations(obs_kf[bad], obs_kp[bad])
-            self.map.update_point_geometry(pts)
-        self.stats.ba_ms.append((time.perf_counter() - start) * 1000.0)
+            self.map.remove_observations(problem.obs_kf[bad], problem.obs_kp[bad])
+            self.map.update_point_geometry(problem.pt_ids)
 
     # ---- keyframe culling ------------------------------------------------------------------------------
     def _cull_keyframes(self, kf_id: int) -> None:

@@ -41,12 +41,34 @@ def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _rowwise_hamming(as_words(a), as_words(b))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _rowwise_hamming(a, b):
     out = np.empty(a.shape[0], np.int64)
     for i in range(a.shape[0]):
         out[i] = _hamming(a[i], b[i])
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _medoids(words, starts, ends):
+    out = np.empty(starts.shape[0], np.int64)
+    for g in range(starts.shape[0]):
+        s, e = starts[g], ends[g]
+        best, best_i = 1 << 30, s
+        for i in range(s, e):
+            dists = np.empty(e - s, np.int64)
+            for j in range(s, e):
+                dists[j - s] = _hamming(words[i], words[j])
+            med = np.sort(dists)[(e - s - 1) // 2]
+            if med < best:
+                best, best_i = med, i
+        out[g] = best_i
+    return out
+
+
+def medoid_descriptors(descriptors: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Row index, within each group [start, end), of the descriptor with the least median distance to the rest."""
+    return _medoids(as_words(descriptors), starts.astype(np.int64), ends.astype(np.int64))
 
 
 @dataclass
@@ -71,7 +93,7 @@ class KeypointGrid:
         return KeypointGrid(cell, cols, rows, start, items)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _search_projection(uv, radius, pred_octave, words, kp, kp_octave, kp_words, taken,
                        cell, cols, rows, start, items, th_high, ratio, octave_tol):
     m = uv.shape[0]
@@ -142,7 +164,7 @@ def _unique_best(match: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.nd
     return keep, match[keep]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _match_epipolar(words1, words2, kp1, kp2, oct2, free1, free2, F, sigma2, th_low, ratio):
     n1, n2 = words1.shape[0], words2.shape[0]
     match = np.full(n1, -1, np.int64)
@@ -194,7 +216,7 @@ def match_epipolar(desc1: np.ndarray, desc2: np.ndarray, kp1: np.ndarray, kp2: n
     return _unique_best(match, dist)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _match_stereo(kpl, octl, wordsl, kpr, octr, wordsr, row_start, row_items, scales, min_disp, max_disp, th,
                   left, right, half_win, search):
     n = kpl.shape[0]
@@ -295,3 +317,4 @@ def warm_up() -> None:
     image = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     match_stereo(kp, octave, desc, kp, octave, desc, image, image, np.ones(8), 50.0)
     hamming_distance(desc, desc)
+    medoid_descriptors(desc, np.array([0]), np.array([8]))

@@ -78,6 +78,8 @@ class System:
             self._thread.join(timeout=60.0)
             self._thread = None
         self._check_mapping()
+        if finish_mapping and self.config.mapping.enabled and self.config.mapping.final_global_ba:
+            self.mapper.global_bundle_adjustment()
 
     # ---- results ----------------------------------------------------------------------------------------
     def trajectory(self) -> Trajectory:

@@ -17,7 +17,7 @@ _CELL_PX = 32  # grid cell size at the level's own resolution, as in ORB-SLAM's 
 
 class OrbExtractor:
     def __init__(self, n_features: int = 1000, scale_factor: float = 1.2, n_levels: int = 8,
-                 fast_threshold: int = 20, min_fast_threshold: int = 7, surplus: float = 2.5):
+                 fast_threshold: int = 20, min_fast_threshold: int = 7, surplus: float = 2.0):
         self.n_features = n_features
         self.scale_factor = scale_factor
         self.n_levels = n_levels
@@ -41,22 +41,22 @@ class OrbExtractor:
         return Features(pts[keep], octave[keep], angle[keep], response[keep], descriptors[keep])
 
     def _distribute(self, pts: np.ndarray, octave: np.ndarray, response: np.ndarray, shape) -> np.ndarray:
-        chosen = []
-        for level in range(self.n_levels):
-            idx = np.flatnonzero(octave == level)
-            if len(idx) == 0:
-                continue
-            cell = _CELL_PX * self.scale_factor**level  # cells cover the same image content at each level
-            cols = int(np.ceil(shape[1] / cell))
-            cell_id = (pts[idx, 1] // cell).astype(np.int64) * cols + (pts[idx, 0] // cell).astype(np.int64)
-            order = np.lexsort((-response[idx], cell_id))  # by cell, strongest first
-            sorted_cells = cell_id[order]
-            first = np.r_[0, np.flatnonzero(np.diff(sorted_cells)) + 1]
-            rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-            pick = np.lexsort((-response[idx][order], rank))[: self._quota[level]]
-            chosen.append(idx[order][pick])
-        return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
-
+        """Indices of the keypoints kept: per level, cells take turns giving up their strongest keypoint."""
+        cell = _CELL_PX * self.scale_factor ** octave.astype(np.float64)  # same image content at every level
+        cols = np.ceil(shape[1] / cell).astype(np.int64)
+        cell_id = (pts[:, 1] // cell).astype(np.int64) * cols + (pts[:, 0] // cell).astype(np.int64)
+        key = octave.astype(np.int64) * (1 << 32) + cell_id
+        order = np.lexsort((-response, key))  # by level and cell, strongest first
+        sorted_key = key[order]
+        first = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        # Within a level: all rank-0 keypoints (strongest first), then rank 1, ... up to the level's quota.
+        order = np.lexsort((-response, rank, octave))
+        level_sorted = octave[order]
+        level_first = np.searchsorted(level_sorted, level_sorted, side="left")
+        position = np.arange(len(order)) - level_first
+        return order[position < self._quota[level_sorted]]
 
 def _level_quotas(n_features: int, scale_factor: float, n_levels: int) -> np.ndarray:
     """Features per level proportional to the level's area share, as ORB-SLAM distributes them."""
