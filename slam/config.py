@@ -61,14 +61,12 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     min_tracked_points: int = 30  # fewer inliers than this: tracking is lost
-    projection_radius_px: float = 7.0  # search window (at octave 0) for the motion-model search
-    local_map_radius_px: float = 3.0
-    max_hamming: int = 100
-    ratio_test: float = 0.9
+    projection_radius_px: float = 7.0  # motion-model search window at octave 0 (doubled for monocular)
+    local_map_search_factor: float = 1.0  # scales the local-map search window (2.5-4 px at octave 0)
     ransac_threshold_px: float = 4.0
     keyframe_max_frames: int = 30  # insert a keyframe at least this often (frames)
     keyframe_min_frames: int = 0
-    keyframe_tracked_ratio: float = 0.9  # ORB-SLAM's thRefRatio for stereo / RGB-D
+    keyframe_tracked_ratio: float = 0.9  # ORB-SLAM uses 0.75 for stereo; more keyframes measured better here
     close_tracked_min: int = 100
     close_untracked_min: int = 70
 
@@ -82,8 +80,6 @@ class MappingConfig:
     final_global_ba: bool = True  # one bundle adjustment over the whole map when the sequence ends
     max_keyframes: int = 0  # 0 = unbounded; otherwise a sliding window (VO mode)
     cull_redundant_ratio: float = 0.9
-    min_parallax_deg: float = 1.0
-    reprojection_chi2: float = 5.991
 
 
 @dataclass(frozen=True)

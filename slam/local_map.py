@@ -25,7 +25,7 @@ class LocalMap:
 
     @staticmethod
     def gather(slam_map: Map, matched_point_ids: np.ndarray, fallback_kf: int,
-               max_keyframes: int = 80, neighbours: int = 10) -> LocalMap:
+               max_keyframes: int = 80, neighbours: int = 10, expand: int = 10) -> LocalMap:
         """Keyframes that see the matched points, plus their best covisible neighbours, and all their points."""
         with slam_map.lock:
             kf_ids, counts = slam_map.covisible_with_points(matched_point_ids)
@@ -34,7 +34,8 @@ class LocalMap:
             reference = int(kf_ids[0]) if len(kf_ids) else fallback_kf
             first = list(kf_ids[:max_keyframes]) if len(kf_ids) else [fallback_kf]
             chosen = dict.fromkeys(int(k) for k in first)
-            for kf_id in first:
+            # Neighbours of the keyframes sharing most points with the frame (cached covisibility lists).
+            for kf_id in first[:expand]:
                 if len(chosen) >= max_keyframes:
                     break
                 near, _ = slam_map.covisible(int(kf_id))

@@ -107,6 +107,7 @@ class LocalMapper:
         while not stop.is_set():
             kf_id = self.queue.get()
             if kf_id is None:
+                self._busy.clear()
                 return
             self._busy.set()
             try:
@@ -386,6 +387,8 @@ class LocalMapper:
             return
         result = local_bundle_adjustment(*problem.args(), self.camera, iterations=self.cfg.local_ba_iterations,
                                          abort=self.abort_ba)
+        if result.aborted and result.iterations_run == 0:
+            return  # nothing was optimised: keep every observation
         self._apply_ba(problem, result)
         self.stats.ba_ms.append((time.perf_counter() - start) * 1000.0)
 
@@ -434,9 +437,10 @@ class LocalMapper:
 
     # ---- keyframe culling ------------------------------------------------------------------------------
     def _cull_keyframes(self, kf_id: int) -> None:
+        """Cull neighbours of the new keyframe whose points are nearly all seen well elsewhere."""
         with self.map.lock:
-            for k in self._neighbours(kf_id, 1000):
-                if k == 0 or k == kf_id:
+            for k in self._neighbours(kf_id, self.cfg.local_ba_window * 2):
+                if k == 0 or k == kf_id or not self.map.keyframes[k].alive:
                     continue
                 if self._redundant(k):
                     parents = [n for n in self._neighbours(k, 5) if n != k]
@@ -451,20 +455,21 @@ class LocalMapper:
         idx = np.flatnonzero(kf.point_ids >= 0)
         if self.mode != "mono":
             idx = idx[(kf.depth[idx] > 0) & (kf.depth[idx] <= self.depth_threshold)]
-        pts = kf.point_ids[idx]
-        alive = self.map.points.alive[pts]
-        idx, pts = idx[alive], pts[alive]
-        if len(pts) == 0:
+        idx = idx[self.map.points.alive[kf.point_ids[idx]]]
+        if len(idx) == 0:
             return False
+        pts = kf.point_ids[idx]
         obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
         other = obs_kf != k
         obs_kf, obs_kp, obs_pt = obs_kf[other], obs_kp[other], obs_pt[other]
-        octave_other = np.array([self.map.keyframes[int(f)].octave[i] for f, i in zip(obs_kf, obs_kp)],
-                                dtype=np.int64)
-        own_octave = dict(zip(pts.tolist(), kf.octave[idx].tolist()))
-        own = np.array([own_octave[int(p)] for p in obs_pt], dtype=np.int64)
-        good = octave_other <= own + 1
-        counts = np.bincount(np.searchsorted(np.sort(pts), obs_pt[good]), minlength=len(pts))
+        octave_other = np.empty(len(obs_kf), np.int64)
+        for f in np.unique(obs_kf).tolist():
+            sel = obs_kf == f
+            octave_other[sel] = self.map.keyframes[f].octave[obs_kp[sel]]
+        order = np.argsort(pts)
+        slot = order[np.searchsorted(pts[order], obs_pt)]  # position of each observation's point in `pts`
+        good = octave_other <= kf.octave[idx][slot] + 1
+        counts = np.bincount(slot[good], minlength=len(pts))
         return int(np.count_nonzero(counts >= 3)) > self.cfg.cull_redundant_ratio * len(pts)
 
 

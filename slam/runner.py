@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from slam.config import Config, to_dict
-from slam.errors import SlamRuntimeError
+from slam.errors import SlamInputError, SlamRuntimeError
 from slam.export import write_json, write_ply
 from slam.io import open_sequence
 from slam.system import System
@@ -56,8 +56,8 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
                  progress: bool = True, started_at: float | None = None, threaded: bool = True) -> RunResult:
     started_at = time.perf_counter() if started_at is None else started_at
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     sequence = open_sequence(data, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
     system = System(config, sequence.camera, threaded=threaded)
     _warm_up(system, sequence)
     system.start()
@@ -86,6 +86,8 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
             bar.close()
         except SlamRuntimeError as exc:
             exit_code, error = 1, str(exc)
+        except SlamInputError as exc:  # a broken frame: stop here, but keep what was tracked
+            exit_code, error = 2, str(exc)
         finally:
             frames.close()
         try:
@@ -146,7 +148,6 @@ def _write_outputs(out_dir: Path, config: Config, sequence, system: System, summ
     write_ply(out_dir / "map.ply", xyz, rgb)
     evaluation = None
     if sequence.groundtruth is not None and len(trajectory) >= 3:
-        from slam.errors import SlamInputError
         from slam.evaluation import evaluate, write_report
 
         align = "sim3" if config.mode == "mono" else "se3"

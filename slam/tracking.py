@@ -131,7 +131,8 @@ class Tracker:
     # ---- initialisation (RGB-D / stereo: one frame with depth) ----------------------------------------
     def _initialize(self, frame: Frame) -> TrackResult:
         with_depth = np.flatnonzero(frame.depth > 0)
-        if len(with_depth) < 500 and len(with_depth) < 0.5 * len(frame):
+        # ORB-SLAM2 starts a stereo / RGB-D map from a frame with more than 500 keypoints.
+        if len(frame) <= 500 or len(with_depth) < 0.5 * min(len(frame), 1000):
             return TrackResult(frame.id, frame.timestamp, TrackingState.NOT_INITIALIZED, None)
         frame.T_cw = np.eye(4)
         kf_id = self._create_keyframe(frame, new_points=with_depth)
@@ -147,7 +148,7 @@ class Tracker:
         frame.T_cw = self.velocity @ self.last.T_cw
         xyz, desc, octave, ids = self._last_frame_points()
         grid = KeypointGrid.build(frame.keypoints, frame.camera.width, frame.camera.height)
-        th = 7.0 if self.mode != "mono" else 15.0
+        th = self.cfg.projection_radius_px * (2.0 if self.mode == "mono" else 1.0)
         for widen in (1.0, 2.0):
             frame.point_ids[:] = -1
             matches.has[:] = False
@@ -205,11 +206,16 @@ class Tracker:
         if len(local.point_ids) < 10 or len(frame) < 10:
             return False
         knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(frame.descriptors, local.descriptors, k=2)
-        pairs = [(m[0].queryIdx, m[0].trainIdx) for m in knn
+        pairs = [(m[0].queryIdx, m[0].trainIdx, m[0].distance) for m in knn
                  if len(m) == 2 and m[0].distance < 0.75 * m[1].distance and m[0].distance <= TH_HIGH]
         if len(pairs) < 15:
             return False
-        kp_idx, pt_idx = (np.array(v, dtype=np.int64) for v in zip(*pairs))
+        kp_idx, pt_idx, dist = (np.array(v) for v in zip(*pairs))
+        # One keypoint per map point: the closest descriptor wins.
+        order = np.argsort(dist, kind="stable")
+        _, first = np.unique(pt_idx[order], return_index=True)
+        keep = order[first]
+        kp_idx, pt_idx = kp_idx[keep].astype(np.int64), pt_idx[keep].astype(np.int64)
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
             local.xyz[pt_idx].astype(np.float64), frame.keypoints[kp_idx].astype(np.float64), frame.camera.K, None,
             iterationsCount=300, reprojectionError=self.cfg.ransac_threshold_px, confidence=0.999,
@@ -244,9 +250,9 @@ class Tracker:
         candidates = np.flatnonzero(visible & ~already)
         pred_octave = np.clip(np.ceil(np.log(local.max_dist[candidates] / np.maximum(dist[candidates], 1e-9))
                                       / self.log_scale), 0, len(self.scales) - 1).astype(np.int64)
-        th = 3.0 if self.mode == "rgbd" else 1.0
+        th = self.cfg.local_map_search_factor
         if frame.id - self.last_reloc_frame < 2:
-            th = 5.0
+            th *= 5.0  # the pose is less certain right after relocalisation
         radius = th * np.where(cos[candidates] > 0.998, 2.5, 4.0) * self.scales[pred_octave]
         grid = KeypointGrid.build(frame.keypoints, frame.camera.width, frame.camera.height)
         pt, kp = search_by_projection(uv[candidates], radius, pred_octave, local.descriptors[candidates],
@@ -314,7 +320,7 @@ class Tracker:
             ratio = 0.9
         since = frame.id - self.last_kf_frame
         c1a = since >= cfg.keyframe_max_frames
-        c1b = since >= cfg.keyframe_min_frames and idle
+        c1b = since >= cfg.keyframe_min_frames and (idle or self.sink.queued() == 0)
         c1c = self.mode != "mono" and (n_inliers < 0.25 * ref_matches or need_close)
         c2 = (n_inliers < ratio * ref_matches or need_close) and n_inliers > 15
         if not ((c1a or c1b or c1c) and c2):

@@ -1,8 +1,9 @@
 """ORB over a scale pyramid, with keypoints spread over the image as ORB-SLAM does.
 
 OpenCV's ORB keeps the strongest corners per level, which piles features onto the most textured
-regions. We ask it for a surplus at a low FAST threshold and then pick, per level, the strongest
-keypoint of each grid cell in turn (round robin), so weakly textured regions still get features.
+regions. We ask it for a surplus and then pick, per level, the strongest keypoint of each grid cell in
+turn (round robin), so weakly textured regions still get features. FAST runs at the high threshold;
+an image too weak in texture to give the features asked for is detected again at the low one.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ class OrbExtractor:
         self.n_features = n_features
         self.scale_factor = scale_factor
         self.n_levels = n_levels
-        self._orb = cv2.ORB_create(
+        self._orb, self._orb_low = (cv2.ORB_create(
             nfeatures=int(n_features * surplus), scaleFactor=scale_factor, nlevels=n_levels,
             edgeThreshold=19, firstLevel=0, WTA_K=2, scoreType=cv2.ORB_HARRIS_SCORE, patchSize=31,
-            fastThreshold=min_fast_threshold,
-        )
+            fastThreshold=threshold,
+        ) for threshold in (fast_threshold, min_fast_threshold))
         self._quota = _level_quotas(n_features, scale_factor, n_levels)
 
     def extract(self, image: np.ndarray) -> Features:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         keypoints, descriptors = self._orb.detectAndCompute(gray, None)
+        if len(keypoints) < self.n_features:
+            keypoints, descriptors = self._orb_low.detectAndCompute(gray, None)
         if not keypoints:
             return _empty()
         pts = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)

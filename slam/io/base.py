@@ -113,7 +113,29 @@ def read_image(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarra
     path = Path(path)
     if not path.is_file():
         raise SlamInputError("image file not found", path)
-    image = cv2.imread(str(path), flags)
+    data = np.fromfile(path, dtype=np.uint8)
+    if path.suffix.lower() == ".png":
+        # libpng prints its own complaint on stderr before OpenCV gives up: check the framing first.
+        problem = _png_problem(data)
+        if problem:
+            raise SlamInputError(f"cannot decode image: {problem}", path)
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None or image.size == 0:
         raise SlamInputError("cannot decode image (corrupt or not an image)", path)
     return image
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _png_problem(data: np.ndarray) -> str:
+    """Why bytes cannot be a complete PNG (signature, first IHDR chunk, final IEND chunk), or ''."""
+    head = data[:16].tobytes()
+    if not head.startswith(_PNG_SIGNATURE):
+        return "not a PNG file (bad signature)"
+    if head[12:16] != b"IHDR":
+        return "first chunk is not IHDR"
+    if data[-8:].tobytes() != _PNG_END:
+        return "truncated (no IEND chunk at the end)"
+    return ""
