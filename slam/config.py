@@ -66,6 +66,7 @@ class TrackingConfig:
     ransac_threshold_px: float = 4.0
     keyframe_max_frames: int = 30  # insert a keyframe at least this often (frames)
     keyframe_min_frames: int = 0
+    keyframe_busy_frames: int = 5  # frames since the last keyframe before one is inserted while mapping is busy
     keyframe_tracked_ratio: float = 0.9  # ORB-SLAM uses 0.75 for stereo; more keyframes measured better here
     close_tracked_min: int = 100
     close_untracked_min: int = 70
@@ -77,6 +78,7 @@ class MappingConfig:
     covisible_keyframes: int = 10  # neighbours used for triangulation and the local BA window
     local_ba_iterations: int = 10
     local_ba_window: int = 10
+    local_ba_fixed: int = 10  # outside keyframes held fixed in local BA (those sharing the most points)
     final_global_ba: bool = True  # one bundle adjustment over the whole map when the sequence ends
     max_keyframes: int = 0  # 0 = unbounded; otherwise a sliding window (VO mode)
     cull_redundant_ratio: float = 0.9

@@ -25,12 +25,15 @@ class LocalMap:
 
     @staticmethod
     def gather(slam_map: Map, matched_point_ids: np.ndarray, fallback_kf: int,
-               max_keyframes: int = 80, neighbours: int = 10, expand: int = 10) -> LocalMap:
+               max_keyframes: int = 40, neighbours: int = 10, expand: int = 10) -> LocalMap:
         """Keyframes that see the matched points, plus their best covisible neighbours, and all their points."""
         with slam_map.lock:
-            kf_ids, counts = slam_map.covisible_with_points(matched_point_ids)
-            alive = np.array([slam_map.keyframes[k].alive for k in kf_ids], dtype=bool)
-            kf_ids, counts = kf_ids[alive], counts[alive]
+            # Vote by each matched point's reference keyframe: a cheap stand-in for all its observers,
+            # whose other observers the covisibility expansion below brings in.
+            votes = np.bincount(slam_map.points.ref_kf[matched_point_ids], minlength=len(slam_map.keyframes))
+            kf_ids = np.flatnonzero(votes)
+            kf_ids = kf_ids[np.argsort(-votes[kf_ids], kind="stable")]
+            kf_ids = np.array([k for k in kf_ids.tolist() if slam_map.keyframes[k].alive], dtype=np.int64)
             reference = int(kf_ids[0]) if len(kf_ids) else fallback_kf
             first = list(kf_ids[:max_keyframes]) if len(kf_ids) else [fallback_kf]
             chosen = dict.fromkeys(int(k) for k in first)
@@ -44,7 +47,8 @@ class LocalMap:
                         chosen.setdefault(int(n))
             ids = np.fromiter(chosen, dtype=np.int64)
             pts = np.concatenate([slam_map.keyframes[k].point_ids for k in ids]) if len(ids) else np.zeros(0, np.int64)
-            pts = np.unique(pts[pts >= 0])
+        pts = np.unique(pts[pts >= 0])  # outside the lock: the sort is the costly part
+        with slam_map.lock:
             pts = pts[slam_map.points.alive[pts]]
             p = slam_map.points
             return LocalMap(reference, ids, pts, p.xyz[pts].copy(), p.descriptor[pts].copy(), p.normal[pts].copy(),

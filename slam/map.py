@@ -194,11 +194,15 @@ class Map:
         self.obs.alive[rows] = False
         np.add.at(self.points.n_obs, self.obs.pt[rows], -self.obs.weight[rows])
         for row in rows:
-            self._rows[int(self.obs.pt[row])].remove(int(row))
+            pt = int(self.obs.pt[row])
+            remaining = self._rows[pt]
+            remaining.remove(int(row))
             kf = self.keyframes[int(self.obs.kf[row])]
             kp = int(self.obs.kp[row])
-            if kf.point_ids[kp] == self.obs.pt[row]:
+            if kf.point_ids[kp] == pt:
                 kf.point_ids[kp] = -1
+            if self.points.ref_kf[pt] == kf.id and remaining:
+                self.points.ref_kf[pt] = self.obs.kf[remaining[0]]  # the point's reference moves on
         # A point seen by fewer than one keyframe is gone.
         orphans = self.obs.pt[rows][self.points.n_obs[self.obs.pt[rows]] <= 0]
         self.points.alive[orphans] = False
@@ -232,8 +236,11 @@ class Map:
         return cached
 
     def refresh_connections(self, kf_ids) -> None:
+        """Recompute the cached covisibility of these keyframes now (so tracking finds it cached)."""
         for kf_id in kf_ids:
             self._connections.pop(int(kf_id), None)
+            if self.keyframes[int(kf_id)].alive:
+                self.covisible(int(kf_id))
 
     def covisible_with_points(self, pt_ids: np.ndarray, exclude: int = -1,
                               min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -164,7 +164,9 @@ class LocalMapper:
         with self.map.lock:
             self.map.refresh_connections([kf_id])
             neighbours, _ = self.map.covisible(kf_id)
-            self.map.refresh_connections(neighbours)
+        for k in neighbours.tolist():  # one at a time: tracking may take the lock in between
+            with self.map.lock:
+                self.map.refresh_connections([k])
 
     # ---- point culling ---------------------------------------------------------------------------------
     def _cull_recent_points(self, kf_id: int) -> None:
@@ -382,7 +384,7 @@ class LocalMapper:
         start = time.perf_counter()
         with self.map.lock:
             window = [kf_id, *self._neighbours(kf_id, self.cfg.local_ba_window - 1)]
-            problem = self._gather_ba(window)
+            problem = self._gather_ba(window, max_fixed=self.cfg.local_ba_fixed)
         if problem is None:
             return
         result = local_bundle_adjustment(*problem.args(), self.camera, iterations=self.cfg.local_ba_iterations,
@@ -401,13 +403,20 @@ class LocalMapper:
         result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations)
         self._apply_ba(problem, result)
 
-    def _gather_ba(self, window: list[int]) -> _BAProblem | None:
+    def _gather_ba(self, window: list[int], max_fixed: int | None = None) -> _BAProblem | None:
         """Copy a BA problem out of the map (lock held by the caller): the window's keyframes are optimised,
         other keyframes that see the same points stay fixed, as does the first keyframe."""
         pts = np.concatenate([self.map.keyframes[k].point_ids for k in window])
         pts = np.unique(pts[pts >= 0])
         pts = pts[self.map.points.alive[pts]]
         obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
+        if max_fixed is not None:
+            # Anchor the window with the outside keyframes that share the most points with it.
+            outside = ~np.isin(obs_kf, window)
+            ids, counts = np.unique(obs_kf[outside], return_counts=True)
+            anchors = ids[np.argsort(-counts, kind="stable")[:max_fixed]]
+            keep = ~outside | np.isin(obs_kf, anchors)
+            obs_kf, obs_kp, obs_pt = obs_kf[keep], obs_kp[keep], obs_pt[keep]
         kf_ids = np.unique(np.concatenate([np.array(window, dtype=np.int64), obs_kf]))
         fixed = ~np.isin(kf_ids, window) | (kf_ids == 0)
         if len(pts) == 0 or np.all(fixed):

@@ -56,6 +56,11 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
                  progress: bool = True, started_at: float | None = None, threaded: bool = True) -> RunResult:
     started_at = time.perf_counter() if started_at is None else started_at
     out_dir = Path(out_dir)
+    if config.mode == "mono":
+        raise SlamInputError("monocular mode is not available yet (two-view initialisation is pending): "
+                             "use mode rgbd or stereo")
+    if config.viewer.mode != "none":
+        raise SlamInputError(f"viewer mode '{config.viewer.mode}' is not available yet: use --viewer none")
     sequence = open_sequence(data, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     system = System(config, sequence.camera, threaded=threaded)

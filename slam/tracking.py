@@ -320,7 +320,10 @@ class Tracker:
             ratio = 0.9
         since = frame.id - self.last_kf_frame
         c1a = since >= cfg.keyframe_max_frames
-        c1b = since >= cfg.keyframe_min_frames and (idle or self.sink.queued() == 0)
+        # ORB-SLAM waits for local mapping to be idle; we also insert, at a bounded rate, while it is busy
+        # with nothing queued: on two cores mapping is rarely idle, and sparse keyframes cost accuracy.
+        c1b = since >= cfg.keyframe_min_frames and (idle or (since >= cfg.keyframe_busy_frames
+                                                             and self.sink.queued() == 0))
         c1c = self.mode != "mono" and (n_inliers < 0.25 * ref_matches or need_close)
         c2 = (n_inliers < ratio * ref_matches or need_close) and n_inliers > 15
         if not ((c1a or c1b or c1c) and c2):

@@ -181,6 +181,18 @@ def test_missing_config_file(tiny_tum, tmp_path, capsys):
     one_line_error(err, "run", str(config), "config file not found")
 
 
+@pytest.mark.parametrize("extra, problem", [
+    (("--set", "mode=mono"), "monocular mode is not available yet"),
+    (("--viewer", "record"), "viewer mode 'record' is not available yet"),
+])
+def test_features_not_built_yet_are_refused_clearly(tiny_tum, tmp_path, capsys, extra, problem):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", SYNTHETIC, "--data", str(tiny_tum), "--out", str(out), *extra)
+    assert code == 2
+    one_line_error(err, "run", problem)
+    assert not out.exists()
+
+
 # ---- the commands that work -------------------------------------------------------------------------------
 
 def test_run_on_a_tiny_sequence_reports_and_writes_outputs(tiny_tum, tmp_path, capsys):
