@@ -44,6 +44,7 @@ class DatasetConfig:
     format: str = "tum"
     max_depth_diff_s: float = 0.02  # rgb-depth association tolerance
     prefetch: int = 8  # frames decoded ahead by the reader thread
+    realtime: bool = True  # feed recorded frames at their recorded rate (false: as fast as possible)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class MappingConfig:
     local_ba_iterations: int = 10
     local_ba_window: int = 10
     local_ba_fixed: int = 10  # outside keyframes held fixed in local BA (those sharing the most points)
+    thread_niceness: int = 5  # the mapping thread runs at a lower CPU priority than tracking (Linux)
     final_global_ba: bool = True  # one bundle adjustment over the whole map when the sequence ends
     max_keyframes: int = 0  # 0 = unbounded; otherwise a sliding window (VO mode)
     cull_redundant_ratio: float = 0.9

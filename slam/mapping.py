@@ -151,10 +151,11 @@ class LocalMapper:
         self.recent.append((kf_id, fresh))
         self._cull_recent_points(kf_id)
         self._create_new_points(kf_id)
-        self._refresh_connections(kf_id)
         if self.queue.empty():
+            with self.map.lock:
+                self.map.refresh_connections([kf_id])  # fusion picks its targets from these
             self._fuse_with_neighbours(kf_id)
-            self._refresh_connections(kf_id)
+        self._refresh_connections(kf_id)
         if self.queue.empty() and not self.abort_ba.is_set():
             self._local_bundle_adjustment(kf_id)
             self._cull_keyframes(kf_id)

@@ -77,7 +77,9 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
         try:
             bar = _progress(total, progress)
             first_read = time.perf_counter()
+            pace = _Pacer(config.dataset.realtime)
             for data_frame in frames:
+                pace.wait(data_frame.timestamp)
                 t0 = time.perf_counter()
                 result = system.process(data_frame)
                 last_pose = time.perf_counter()
@@ -106,6 +108,26 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
     summary = _summary(config, sequence, system, states, timings, wall, startup_s)
     evaluation = _write_outputs(out_dir, config, sequence, system, summary)
     return RunResult(out_dir, summary, exit_code, error, evaluation, timings)
+
+
+class _Pacer:
+    """Feed frames no faster than the camera recorded them, as a live camera would (ORB-SLAM's examples do
+    the same): local mapping then gets the time a real run gives it. Late frames are not skipped."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.origin: tuple[float, float] | None = None
+
+    def wait(self, timestamp: float) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.origin is None:
+            self.origin = (now, timestamp)
+            return
+        due = self.origin[0] + (timestamp - self.origin[1])
+        if due > now:
+            time.sleep(due - now)
 
 
 def _progress(total: int, enabled: bool):

@@ -6,6 +6,7 @@ and a failure there reaches the caller as SlamRuntimeError at the next frame.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -47,6 +48,7 @@ class System:
         return self
 
     def _mapping_loop(self) -> None:
+        _lower_thread_priority(self.config.mapping.thread_niceness)
         try:
             self.mapper.run(self._stop)
         except BaseException as exc:  # noqa: BLE001 - reported to the tracking thread
@@ -102,3 +104,13 @@ class System:
         with self.map.lock:
             ids = self.map.alive_point_ids()
             return self.map.points.xyz[ids].copy(), self.map.points.color[ids].copy()
+
+
+def _lower_thread_priority(niceness: int) -> None:
+    """Let tracking win the CPU when the two threads compete (Linux schedules threads individually)."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except OSError:
+        pass  # not permitted here: mapping simply runs at the normal priority
