@@ -32,6 +32,15 @@ class Camera:
         z = points_c[:, 2]
         return np.stack([self.fx * points_c[:, 0] / z + self.cx, self.fy * points_c[:, 1] / z + self.cy], axis=1)
 
+    def project_world(self, T_cw: np.ndarray, points_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points (N,3) seen from pose T_cw: pixels (N,2) and depths (N,); pixels are finite but
+        meaningless where depth <= 0, so callers test the depth."""
+        Xc = points_w @ T_cw[:3, :3].T + T_cw[:3, 3]
+        z = Xc[:, 2]
+        safe = np.where(z > 1e-9, z, 1.0)
+        uv = np.stack([self.fx * Xc[:, 0] / safe + self.cx, self.fy * Xc[:, 1] / safe + self.cy], axis=1)
+        return uv, z
+
     def unproject(self, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Pixels (N,2) with depths (N,) to camera-frame points (N,3)."""
         x = (uv[:, 0] - self.cx) / self.fx * depth

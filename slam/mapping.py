@@ -287,11 +287,9 @@ class LocalMapper:
     def _reprojects(self, v: _KeyframeView, idx: np.ndarray, xyz: np.ndarray) -> np.ndarray:
         """Positive depth and a reprojection error within the chi-square bound of the keypoint's scale."""
         cam = self.camera
-        Xc = xyz @ v.T_cw[:3, :3].T + v.T_cw[:3, 3]
-        z = Xc[:, 2]
-        safe = np.where(z > 0, z, 1.0)
-        u = cam.fx * Xc[:, 0] / safe + cam.cx
-        w = cam.fy * Xc[:, 1] / safe + cam.cy
+        uv, z = cam.project_world(v.T_cw, xyz)
+        u, w = uv[:, 0], uv[:, 1]
+        safe = np.where(z > 1e-9, z, 1.0)
         sigma2 = self.level_sigma2[v.octave[idx]]
         err2 = (u - v.keypoints[idx, 0]) ** 2 + (w - v.keypoints[idx, 1]) ** 2
         ur = v.u_right[idx]
@@ -337,10 +335,7 @@ class LocalMapper:
         if len(pt_ids) == 0:
             return
         cam = self.camera
-        Xc = xyz @ view.T_cw[:3, :3].T + view.T_cw[:3, 3]
-        z = Xc[:, 2]
-        safe = np.where(z > 0, z, 1.0)
-        uv = np.stack([cam.fx * Xc[:, 0] / safe + cam.cx, cam.fy * Xc[:, 1] / safe + cam.cy], axis=1)
+        uv, z = cam.project_world(view.T_cw, xyz)
         ray = xyz - view.center
         dist = np.linalg.norm(ray, axis=1)
         cos = np.einsum("ij,ij->i", ray, normal) / np.maximum(dist, 1e-12)

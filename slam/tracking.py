@@ -368,12 +368,7 @@ def _orthonormalized(T: np.ndarray) -> np.ndarray:
 
 
 def _project(frame: Frame, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    Xc = xyz @ frame.T_cw[:3, :3].T + frame.T_cw[:3, 3]
-    z = Xc[:, 2]
-    safe = np.where(z > 1e-9, z, 1.0)
-    cam = frame.camera
-    uv = np.stack([cam.fx * Xc[:, 0] / safe + cam.cx, cam.fy * Xc[:, 1] / safe + cam.cy], axis=1)
-    return uv, z
+    return frame.camera.project_world(frame.T_cw, xyz)
 
 
 def _unproject_world(frame: Frame, kp_idx: np.ndarray) -> np.ndarray:
