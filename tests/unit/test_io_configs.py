@@ -31,7 +31,8 @@ def test_tum_configs_carry_intrinsics(name):
     assert config.camera.depth_scale == 5000.0 and config.camera.fps == 30.0
     assert len(config.camera.dist) in (0, 5)
     if config.mode == "rgbd":
-        assert config.camera.baseline == 0.08
+        assert config.camera.baseline > 0  # RGB-D needs a virtual baseline to weigh depth
+        assert abs(config.camera.baseline * config.camera.depth_threshold - 3.2) < 1e-9  # close depth: 3.2 m
 
 
 @pytest.mark.parametrize("name", ["kitti_04-12_mono", "kitti_04-12_stereo", "kitti_00-02_stereo", "euroc_mono",
