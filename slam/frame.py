@@ -8,6 +8,7 @@ import numpy as np
 
 from slam.camera import Camera
 from slam.features.base import Features
+from slam.matching import KeypointGrid
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Frame:
     point_ids: np.ndarray = field(default=None)  # (N,) int64 map point per keypoint, -1 = none
     outlier: np.ndarray = field(default=None)  # (N,) bool, set by pose optimisation
     colors: np.ndarray | None = None  # (N,3) uint8 RGB at each keypoint, to colour map points
+    _grid: KeypointGrid | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -51,6 +53,12 @@ class Frame:
         """Camera centre in world coordinates."""
         R = self.T_cw[:3, :3]
         return -R.T @ self.T_cw[:3, 3]
+
+    def grid(self) -> KeypointGrid:
+        """Keypoints bucketed for radius searches; built once, as every search of this frame shares it."""
+        if self._grid is None:
+            self._grid = KeypointGrid.build(self.keypoints, self.camera.width, self.camera.height)
+        return self._grid
 
     def matched(self) -> np.ndarray:
         return (self.point_ids >= 0) & ~self.outlier

@@ -16,6 +16,7 @@ from slam.config import Config, to_dict
 from slam.errors import SlamInputError, SlamRuntimeError
 from slam.export import write_json, write_ply
 from slam.io import open_sequence
+from slam.matching import warm_up
 from slam.system import System
 from slam.tracking import TrackingState
 from slam.trajectory import write_tum
@@ -64,7 +65,7 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
     sequence = open_sequence(data, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     system = System(config, sequence.camera, threaded=threaded)
-    _warm_up(system, sequence)
+    warm_up()  # compile (or load cached) numba kernels before timing starts
     system.start()
     startup_s = time.perf_counter() - started_at
     timings: list[float] = []
@@ -134,14 +135,6 @@ def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="frame", disable=not enabled, dynamic_ncols=True, leave=False)
-
-
-def _warm_up(system: System, sequence) -> None:
-    """Compile the numba kernels before timing starts (cached on disk after the first run)."""
-    from slam.matching import warm_up
-
-    warm_up()
-    del system, sequence
 
 
 def _summary(config: Config, sequence, system: System, states: list[str], timings: list[float], wall: float,

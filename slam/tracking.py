@@ -147,7 +147,7 @@ class Tracker:
     def _track_motion_model(self, frame: Frame, matches: _Matches) -> bool:
         frame.T_cw = self.velocity @ self.last.T_cw
         xyz, desc, octave, ids = self._last_frame_points()
-        grid = KeypointGrid.build(frame.keypoints, frame.camera.width, frame.camera.height)
+        grid = frame.grid()
         th = self.cfg.projection_radius_px * (2.0 if self.mode == "mono" else 1.0)
         for widen in (1.0, 2.0):
             frame.point_ids[:] = -1
@@ -254,7 +254,7 @@ class Tracker:
         if frame.id - self.last_reloc_frame < 2:
             th *= 5.0  # the pose is less certain right after relocalisation
         radius = th * np.where(cos[candidates] > 0.998, 2.5, 4.0) * self.scales[pred_octave]
-        grid = KeypointGrid.build(frame.keypoints, frame.camera.width, frame.camera.height)
+        grid = frame.grid()
         pt, kp = search_by_projection(uv[candidates], radius, pred_octave, local.descriptors[candidates],
                                       frame.keypoints, frame.octave, frame.descriptors, grid, matches.has.copy(),
                                       TH_HIGH, ratio=0.8, octave_tol=1)
