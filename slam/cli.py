@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data", required=True, help="sequence folder (TUM / KITTI / EuRoC layout), video or images")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--viewer", choices=["none", "live", "record"], default=None)
+    run.add_argument("--calib", default=None, metavar="CAM.yaml",
+                     help="intrinsics for data without its own (video, images, TUM), e.g. from slam calibrate")
     run.add_argument("--max-frames", type=int, default=None)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,7 +70,36 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=300)
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+
+    from slam.viewer.commands import add_commands as add_viewer_commands  # view
+
+    add_viewer_commands(sub)
+
+    from slam.live.commands import add_commands  # live, calibrate
+
+    add_commands(sub)
+
+    bench = sub.add_parser("bench-features", help="relative-pose accuracy of extractor x matcher x estimator")
+    bench.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                       help="folder holding tum/rgbd_dataset_freiburg3_teddy and kitti/sequences/07")
+    bench.add_argument("--out", default="docs/features.md", help="Markdown file for the tables")
+    bench.add_argument("--extractors", default="orb,sift,rootsift,superpoint,xfeat")
+    bench.add_argument("--matchers", default="mnn,ratio,lighterglue")
+    bench.add_argument("--estimators", default="magsac,ransac")
+    bench.add_argument("--gaps", default="1,5,10,20")
+    bench.add_argument("--pairs", type=int, default=10, help="pairs per gap and sequence")
+    bench.add_argument("--n-features", type=int, default=1000)
+    bench.add_argument("--threshold", type=float, default=1.0, help="essential-matrix inlier threshold (px)")
+    bench.add_argument("--weights", default=None, help="SuperPoint weights (else SLAM_SUPERPOINT_WEIGHTS)")
+    bench.add_argument("--device", default="auto")
+    bench.set_defaults(func=_cmd_bench_features)
     return parser
+
+
+def _cmd_bench_features(args) -> int:
+    from slam.bench_features import main as bench_main
+
+    return bench_main(args)
 
 
 def _cmd_run(args) -> int:
@@ -77,6 +108,10 @@ def _cmd_run(args) -> int:
     overrides = list(args.overrides)
     if args.viewer:
         overrides.append(f"viewer.mode={args.viewer}")
+    if args.calib:
+        from slam.live.commands import calibration_overrides
+
+        overrides = calibration_overrides(args.calib) + overrides
     config = load_config(args.config, overrides)
     return _run_and_report(config, args.data, args.out, args.max_frames, not args.quiet)
 
@@ -131,7 +166,11 @@ def _cmd_demo(args) -> int:
     data = ensure_sequence(None, frames=args.frames, seed=0, trajectory="orbit", stereo=False)
     config = load_config(_packaged_config("synthetic_rgbd.yaml"))
     print(f"demo: RGB-D SLAM on the synthetic sequence {data}")
-    return _run_and_report(config, data, args.out, None, not args.quiet)
+    code = _run_and_report(config, data, args.out, None, not args.quiet)
+    from slam.viewer.commands import demo_overview
+
+    print(f"overview image (map, trajectory, ground truth): {demo_overview(args.out, data)}")
+    return code
 
 
 def _packaged_config(name: str) -> Path:

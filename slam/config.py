@@ -6,6 +6,7 @@ Unknown keys and values of the wrong type are refused with a message naming the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from slam.errors import SlamInputError
+from slam.yamlutil import parse_yaml
 
 MODES = ("rgbd", "stereo", "mono")
 DATASET_FORMATS = ("tum", "kitti", "euroc", "video", "images", "webcam")
@@ -60,6 +62,17 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class EstimationConfig:
+    """Robust two-view and PnP estimation (OpenCV USAC); see slam/features/estimation.py."""
+
+    method: str = "magsac"  # MAGSAC++ (USAC) or plain "ransac"
+    threshold_px: float = 1.0  # essential / fundamental / homography inlier threshold
+    pnp_threshold_px: float = 3.0
+    confidence: float = 0.999
+    max_iterations: int = 10000
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     min_tracked_points: int = 30  # fewer inliers than this: tracking is lost
     projection_radius_px: float = 7.0  # motion-model search window at octave 0 (doubled for monocular)
@@ -71,11 +84,16 @@ class TrackingConfig:
     keyframe_tracked_ratio: float = 0.9  # ORB-SLAM uses 0.75 for stereo; more keyframes measured better here
     close_tracked_min: int = 100
     close_untracked_min: int = 70
+    final_pose_refinement: bool = True  # re-estimate every frame's pose against the final map at the end
+    init_min_parallax_deg: float = 1.0  # monocular: two views closer in angle than this give no map
 
 
 @dataclass(frozen=True)
 class MappingConfig:
     enabled: bool = True
+    # false: local mapping runs in the tracking thread after each keyframe: slower, but the same input gives
+    # the same trajectory (threaded keyframe decisions depend on whether mapping is busy at that moment)
+    threaded: bool = True
     covisible_keyframes: int = 10  # neighbours used for triangulation and the local BA window
     local_ba_iterations: int = 10
     local_ba_window: int = 10
@@ -88,8 +106,9 @@ class MappingConfig:
 
 @dataclass(frozen=True)
 class ViewerConfig:
-    mode: str = "none"
-    record_every: int = 10
+    mode: str = "none"  # live (open3d + OpenCV windows), record (PNGs in OUT/frames, OUT/overview.png) or none
+    record_every: int = 10  # record: one frame image every this many frames
+    interval_ms: int = 100  # live: a map snapshot at most this often (the tracking thread pays for each)
 
 
 @dataclass(frozen=True)
@@ -99,12 +118,14 @@ class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    estimation: EstimationConfig = field(default_factory=EstimationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
 
-_CHOICES = {"mode": MODES, "dataset.format": DATASET_FORMATS, "viewer.mode": ("none", "live", "record")}
+_CHOICES = {"mode": MODES, "dataset.format": DATASET_FORMATS, "viewer.mode": ("none", "live", "record"),
+            "estimation.method": ("magsac", "ransac")}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -125,12 +146,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SlamInputError("config file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SlamInputError(f"invalid YAML{where}", path) from None
+    data = parse_yaml(path.read_text(errors="replace"), path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -144,7 +160,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     key, raw = item.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):  # not YAML: the text itself
         value = raw
     return key.strip(), value
 
@@ -211,7 +227,7 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(_as_float(value)):
             return float(value)
     elif hint is str:
         if isinstance(value, str):
@@ -219,9 +235,18 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     raise _type_error(key, value, hint, source)
 
 
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range
+        return math.inf
+
+
 def _type_error(key: str, value: Any, hint: Any, source: str) -> SlamInputError:
     name = getattr(hint, "__name__", str(hint)).replace("NoneType", "None")
-    return SlamInputError(f"config key '{key}' expects {name}, got {value!r}", source)
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return SlamInputError(f"config key '{key}' expects {name}, got {shown}", source)
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -8,12 +8,16 @@ outside it; nothing here calls other components.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from slam.geometry import se3_inverse
-from slam.matching import medoid_descriptors
+from slam.matching import medoid_descriptors, thresholds
+
+RECYCLE_DELAY_KEYFRAMES = 4  # new keyframes before a dead point's id is handed out again (see Map._kill_points)
+SINGLE_SCALE_RANGE = 2.0  # distance factor either way over which a single-level feature is expected to match
 
 
 @dataclass
@@ -32,18 +36,51 @@ class KeyFrame:
     parent: int = -1  # spanning-tree parent, used to place frames of culled keyframes
     colors: np.ndarray | None = None  # (N,3) uint8 image colour at each keypoint
 
+    def release_features(self) -> None:
+        """Drop the per-keypoint arrays (a keyframe culled for good): what stays places its frames."""
+        for name in ("keypoints", "octave", "descriptors", "u_right", "depth", "inv_sigma2", "point_ids"):
+            array = getattr(self, name)
+            setattr(self, name, np.empty((0, *array.shape[1:]), dtype=array.dtype))
+        self.colors = None
+
 
 class _Growable:
-    """Arrays that grow by doubling; rows [0, size) are in use."""
+    """Arrays that grow by doubling; rows [0, size) have been handed out. Rows given back with free() are
+    handed out again (reset to their fill values) once the caller's clock reaches their ready time."""
 
     def __init__(self, specs: dict[str, tuple[tuple[int, ...], np.dtype, object]], capacity: int = 1024):
         self._specs = specs
         self.size = 0
         self.capacity = capacity
+        self._free: deque[tuple[int, np.ndarray]] = deque()  # (ready at clock, rows), ready times non-decreasing
         for name, (shape, dtype, fill) in specs.items():
             setattr(self, name, np.full((capacity, *shape), fill, dtype=dtype))
 
-    def allocate(self, count: int) -> np.ndarray:
+    def free(self, rows: np.ndarray, ready_at: int = 0) -> None:
+        if len(rows):
+            self._free.append((ready_at, np.array(rows, dtype=np.int64)))
+
+    def allocate(self, count: int, clock: int = 0) -> np.ndarray:
+        reused = self._reuse(count, clock)
+        fresh = self._grow(count - len(reused))
+        return np.concatenate([reused, fresh]) if len(reused) else fresh
+
+    def _reuse(self, count: int, clock: int) -> np.ndarray:
+        taken = []
+        while count > 0 and self._free and self._free[0][0] <= clock:
+            ready_at, rows = self._free.popleft()
+            if len(rows) > count:
+                self._free.appendleft((ready_at, rows[count:]))
+            taken.append(rows[:count])
+            count -= len(taken[-1])
+        if not taken:
+            return np.zeros(0, np.int64)
+        rows = np.concatenate(taken)
+        for name, (_shape, _dtype, fill) in self._specs.items():
+            getattr(self, name)[rows] = fill  # a reused row starts as a new one
+        return rows
+
+    def _grow(self, count: int) -> np.ndarray:
         needed = self.size + count
         if needed > self.capacity:
             new_capacity = max(needed, 2 * self.capacity)
@@ -59,10 +96,14 @@ class _Growable:
 
 class Map:
     def __init__(self, descriptor_size: int = 32, descriptor_dtype=np.uint8, scale_factor: float = 1.2,
-                 n_levels: int = 8):
+                 n_levels: int = 8, recycle: bool = False):
         self.lock = threading.Lock()
+        # Reuse the rows of dead points and observations (a sliding window, where the map is forgotten as it
+        # goes): without it the tables grow with every point ever made.
+        self.recycle = recycle
         self.scale_factor = scale_factor
         self.n_levels = n_levels
+        self.match_thresholds = thresholds(descriptor_dtype)  # Hamming or L2, by descriptor type
         self.points = _Growable({
             "xyz": ((3,), np.float64, 0.0),
             "descriptor": ((descriptor_size,), descriptor_dtype, 0),
@@ -76,6 +117,7 @@ class Map:
             "ref_kf": ((), np.int64, -1),
             "n_obs": ((), np.int64, 0),  # observations, a stereo / RGB-D one counting 2 (as ORB-SLAM)
             "color": ((3,), np.uint8, 0),
+            "replaced_by": ((), np.int64, -1),  # the point a fused duplicate lives on as
         })
         self.obs = _Growable({
             "kf": ((), np.int64, -1), "kp": ((), np.int64, -1), "pt": ((), np.int64, -1), "alive": ((), bool, False),
@@ -106,7 +148,9 @@ class Map:
             kf_id = self.keyframes[kf_id].parent
         return T @ self.kf_poses[kf_id]
 
-    def cull_keyframe(self, kf_id: int, parent: int) -> None:
+    def cull_keyframe(self, kf_id: int, parent: int, release: bool = False) -> None:
+        """Take a keyframe out of the map (its frames stay placed through `parent`); `release` frees its
+        features too, for a sliding window that will never look at it again."""
         kf = self.keyframes[kf_id]
         kf.parent = parent
         self.kf_T_parent[kf_id] = self.kf_poses[kf_id] @ se3_inverse(self.keyframe_pose(parent))
@@ -114,12 +158,14 @@ class Map:
         rows = self._obs_rows_of_keyframes([kf_id])
         self._drop_observations(rows)
         self._connections.clear()
+        if release:
+            kf.release_features()
 
     # ---- points ---------------------------------------------------------------------------------------
     def add_points(self, xyz: np.ndarray, descriptors: np.ndarray, kf_id: int, kp_idx: np.ndarray,
                    colors: np.ndarray | None = None) -> np.ndarray:
         """New points first seen by keyframe kf_id at its keypoints kp_idx."""
-        ids = self.points.allocate(len(xyz))
+        ids = self.points.allocate(len(xyz), clock=len(self.keyframes))
         p = self.points
         p.xyz[ids] = xyz
         p.descriptor[ids] = descriptors
@@ -154,7 +200,7 @@ class Map:
     def cull_points(self, pt_ids: np.ndarray) -> None:
         if len(pt_ids) == 0:
             return
-        self.points.alive[pt_ids] = False
+        self._kill_points(pt_ids)
         self._drop_observations(self._rows_of_points(pt_ids))
 
     def remove_observations(self, kf_ids: np.ndarray, kp_idx: np.ndarray) -> None:
@@ -185,7 +231,8 @@ class Map:
                 self.keyframes[kf_id].point_ids[kp] = new
                 self.points.n_obs[new] += self.obs.weight[row]
                 self.points.n_obs[old] -= self.obs.weight[row]
-        self.points.alive[old] = False
+        self._kill_points(np.array([old]))
+        self.points.replaced_by[old] = new
 
     def _drop_observations(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
@@ -197,6 +244,8 @@ class Map:
             pt = int(self.obs.pt[row])
             remaining = self._rows[pt]
             remaining.remove(int(row))
+            if not remaining:
+                del self._rows[pt]  # a dead point keeps no entry: the index stays as small as the live map
             kf = self.keyframes[int(self.obs.kf[row])]
             kp = int(self.obs.kp[row])
             if kf.point_ids[kp] == pt:
@@ -204,8 +253,17 @@ class Map:
             if self.points.ref_kf[pt] == kf.id and remaining:
                 self.points.ref_kf[pt] = self.obs.kf[remaining[0]]  # the point's reference moves on
         # A point seen by fewer than one keyframe is gone.
-        orphans = self.obs.pt[rows][self.points.n_obs[self.obs.pt[rows]] <= 0]
-        self.points.alive[orphans] = False
+        self._kill_points(self.obs.pt[rows][self.points.n_obs[self.obs.pt[rows]] <= 0])
+        if self.recycle:
+            self.obs.free(rows)
+
+    def _kill_points(self, pt_ids: np.ndarray) -> None:
+        """Mark points dead; with recycling their ids are reused only after RECYCLE_DELAY_KEYFRAMES more
+        keyframes, by when no frame, local map or recent-point list of tracking and mapping can still hold them."""
+        ids = np.unique(pt_ids[self.points.alive[pt_ids]])
+        self.points.alive[ids] = False
+        if self.recycle:
+            self.points.free(ids, ready_at=len(self.keyframes) + RECYCLE_DELAY_KEYFRAMES)
 
     def _obs_rows_of_keyframes(self, kf_ids) -> np.ndarray:
         ids = np.concatenate([self.keyframes[int(k)].point_ids for k in kf_ids])
@@ -280,6 +338,9 @@ class Map:
         level_scale = self.scale_factor ** octave
         self.points.max_dist[pt_ids] = dist * level_scale
         self.points.min_dist[pt_ids] = dist * level_scale / self.scale_factor ** (self.n_levels - 1)
+        if self.n_levels == 1:  # single-scale (learned) descriptors still match over a moderate change of distance
+            self.points.max_dist[pt_ids] = dist * SINGLE_SCALE_RANGE
+            self.points.min_dist[pt_ids] = dist / SINGLE_SCALE_RANGE
 
     def update_point_descriptors(self, pt_ids: np.ndarray) -> None:
         """Pick, per point, the observed descriptor with the least median distance to the others."""
@@ -302,6 +363,18 @@ class Map:
         R = poses[:, :3, :3]
         t = poses[:, :3, 3]
         return -np.einsum("nji,nj->ni", R, t)
+
+    def resolve_points(self, pt_ids: np.ndarray) -> np.ndarray:
+        """Follow fused points to the point that replaced them; -1 where the point is gone."""
+        ids = np.asarray(pt_ids, dtype=np.int64).copy()
+        p = self.points
+        for _ in range(16):  # fusion chains are short
+            moved = (ids >= 0) & ~p.alive[np.maximum(ids, 0)] & (p.replaced_by[np.maximum(ids, 0)] >= 0)
+            if not np.any(moved):
+                break
+            ids[moved] = p.replaced_by[ids[moved]]
+        ids[(ids >= 0) & ~p.alive[np.maximum(ids, 0)]] = -1
+        return ids
 
     def alive_point_ids(self) -> np.ndarray:
         return np.flatnonzero(self.points.alive[: self.points.size])

@@ -8,18 +8,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from slam.config import Config, to_dict
-from slam.errors import SlamInputError, SlamRuntimeError
+from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.export import write_json, write_ply
-from slam.io import open_sequence
+from slam.io import FrameData, Sequence, open_sequence
 from slam.matching import warm_up
+from slam.reporting import input_problems, report_input_problems, save_traceback
 from slam.system import System
-from slam.tracking import TrackingState
+from slam.tracking import TrackingState, TrackResult
 from slam.trajectory import write_tum
+from slam.viewer.session import check_viewer, open_viewer
 
 
 @dataclass
@@ -53,27 +55,36 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_frames: int | None = None,
-                 progress: bool = True, started_at: float | None = None, threaded: bool = True) -> RunResult:
+class RunObserver(Protocol):
+    """Sees each frame after tracking (answering True stops the run) and adds its own keys to run.json."""
+
+    def on_frame(self, frame: FrameData, result: TrackResult) -> bool: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Path, max_frames: int | None = None,
+                 progress: bool = True, started_at: float | None = None, threaded: bool = True,
+                 observer: RunObserver | None = None) -> RunResult:
+    """Run `data` (a path opened per config.dataset, or an opened Sequence such as a live capture)."""
     started_at = time.perf_counter() if started_at is None else started_at
     out_dir = Path(out_dir)
-    if config.mode == "mono":
-        raise SlamInputError("monocular mode is not available yet (two-view initialisation is pending): "
-                             "use mode rgbd or stereo")
-    if config.viewer.mode != "none":
-        raise SlamInputError(f"viewer mode '{config.viewer.mode}' is not available yet: use --viewer none")
-    sequence = open_sequence(data, config)
+    check_viewer(config.viewer)  # a viewer that cannot work here is refused before anything starts
+    sequence = data if isinstance(data, Sequence) else open_sequence(data, config)
+    report_input_problems(sequence)
     out_dir.mkdir(parents=True, exist_ok=True)
     system = System(config, sequence.camera, threaded=threaded)
-    warm_up()  # compile (or load cached) numba kernels before timing starts
+    warm_up(system.map.points.descriptor.dtype)  # compile (or load cached) numba kernels before timing starts
     system.start()
     startup_s = time.perf_counter() - started_at
     timings: list[float] = []
     states: list[str] = []
     first_read = last_pose = None
     exit_code, error = 0, ""
-    total = len(sequence) if max_frames is None else min(max_frames, len(sequence))
+    failure: BaseException | None = None  # an internal failure, whose traceback is saved beside the outputs
+    total = _frame_limit(sequence, max_frames)
     with _StopSignals() as stop:
+        viewer = open_viewer(config, sequence, system, out_dir, stopping=lambda: stop.signal_number != 0)
         frames = sequence.frames(total)
         try:
             bar = _progress(total, progress)
@@ -86,6 +97,11 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
                 last_pose = time.perf_counter()
                 timings.append((last_pose - t0) * 1000.0)
                 states.append(result.state.value)
+                if observer is not None and observer.on_frame(data_frame, result):
+                    break
+                if viewer.on_frame(data_frame, result):  # the viewer's quit key: stop here, exit status 0
+                    break
+                pace.shift(viewer.take_paused_s())
                 bar.update(1)
                 bar.set_postfix_str(f"{result.state.value} inl={result.n_inliers} kf={len(system.map.keyframes)}",
                                     refresh=False)
@@ -93,22 +109,37 @@ def run_sequence(config: Config, data: str | Path, out_dir: str | Path, max_fram
                     break
             bar.close()
         except SlamRuntimeError as exc:
-            exit_code, error = 1, str(exc)
-        except SlamInputError as exc:  # a broken frame: stop here, but keep what was tracked
+            exit_code, error, failure = 1, str(exc), exc
+        except SlamInputError as exc:  # the sequence is unusable from here on: stop, but keep what was tracked
             exit_code, error = 2, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a failure in tracking must not lose the work done so far
+            exit_code, error, failure = 1, f"tracking failed: {describe(exc)}", exc
         finally:
             frames.close()
         try:
             system.shutdown(finish_mapping=exit_code == 0 and not stop.signal_number)
         except SlamRuntimeError as exc:
-            exit_code, error = 1, str(exc)
+            exit_code, error, failure = 1, error or str(exc), failure or exc
         if stop.signal_number:
             exit_code = 128 + stop.signal_number
             error = error or f"stopped by signal {signal.Signals(stop.signal_number).name}; outputs written"
     wall = (last_pose - first_read) if first_read is not None and last_pose is not None else float("nan")
     summary = _summary(config, sequence, system, states, timings, wall, startup_s)
+    summary.update(input_problems(sequence), **({"error": error} if error else {}))
+    if failure is not None:
+        error += f" (traceback in {save_traceback(out_dir, failure)})"
+    if observer is not None:
+        summary.update(observer.summary())
+    summary.update(viewer.summary())  # ends the viewer (recording: its overview image)
     evaluation = _write_outputs(out_dir, config, sequence, system, summary)
     return RunResult(out_dir, summary, exit_code, error, evaluation, timings)
+
+
+def _frame_limit(sequence: Sequence, max_frames: int | None) -> int | None:
+    """Frames to read: a recording's length (capped by max_frames); a live stream (no length) max_frames or all."""
+    if getattr(sequence, "unbounded", False):
+        return max_frames
+    return len(sequence) if max_frames is None else min(max_frames, len(sequence))
 
 
 class _Pacer:
@@ -130,6 +161,11 @@ class _Pacer:
         if due > now:
             time.sleep(due - now)
 
+    def shift(self, seconds: float) -> None:
+        """Time the run was held (the viewer's pause) is not time the camera was recording."""
+        if self.origin is not None and seconds > 0:
+            self.origin = (self.origin[0] + seconds, self.origin[1])
+
 
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
@@ -148,6 +184,7 @@ def _summary(config: Config, sequence, system: System, states: list[str], timing
         "frames": frames,
         "tracked_frames": tracked,
         "lost_frames": sum(s == TrackingState.LOST.value for s in states),
+        "initialized_frame": system.tracker.initialized_frame,  # index of the frame the map started at
         "keyframes": int(len(system.map.alive_keyframe_ids())),
         "map_points": int(len(system.map.alive_point_ids())),
         "tracking_ms_p50": float(np.percentile(t, 50)),
@@ -161,7 +198,7 @@ def _summary(config: Config, sequence, system: System, states: list[str], timing
 
 
 def _write_outputs(out_dir: Path, config: Config, sequence, system: System, summary: dict[str, Any]):
-    trajectory = system.trajectory()
+    trajectory = system.trajectory(refine=config.tracking.final_pose_refinement)
     write_tum(out_dir / "trajectory.tum", trajectory)
     write_tum(out_dir / "keyframes.tum", system.keyframe_trajectory())
     xyz, rgb = system.map_points()

@@ -13,13 +13,14 @@ import numpy as np
 
 from slam.camera import Camera
 from slam.config import Config
-from slam.errors import SlamRuntimeError
+from slam.errors import SlamRuntimeError, describe
 from slam.features import create_extractor, level_scales
 from slam.frontend import FrameBuilder
 from slam.geometry import se3_inverse
 from slam.io.base import FrameData
 from slam.map import Map
 from slam.mapping import LocalMapper
+from slam.refinement import refine_pose
 from slam.tracking import Tracker, TrackResult
 from slam.trajectory import Trajectory
 
@@ -30,15 +31,18 @@ class System:
         self.camera = camera
         extractor = create_extractor(config.features)
         scales = level_scales(extractor.scale_factor, extractor.n_levels)
-        self.map = Map(scale_factor=extractor.scale_factor, n_levels=extractor.n_levels)
+        self.map = Map(extractor.descriptor_size, extractor.descriptor_dtype, extractor.scale_factor,
+                       extractor.n_levels, recycle=config.mapping.max_keyframes > 0)  # a sliding window: reuse rows
         self.mapper = LocalMapper(config, self.map, camera, scales)
         self.tracker = Tracker(config, self.map, self.mapper, scales)
         self.builder = FrameBuilder(config.mode, camera, extractor)
-        self.threaded = threaded and config.mapping.enabled
+        # mapping.threaded false: synchronous mapping, so the same input gives the same trajectory
+        self.threaded = threaded and config.mapping.enabled and config.mapping.threaded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
         self._frame_count = 0
+        self.last_frame = None  # the frame process() saw last, with its keypoints and matches (for the viewer)
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> System:
@@ -58,17 +62,27 @@ class System:
         self._check_mapping()
         frame = self.builder.build(data, self._frame_count)
         self._frame_count += 1
+        self.last_frame = frame
         result = self.tracker.track(frame)
         if not self.threaded and self.config.mapping.enabled:
-            self.mapper.drain()
+            self._map_now()
         elif not self.config.mapping.enabled:
             self.mapper.discard()
         return result
 
+    def _map_now(self) -> None:
+        """Synchronous mapping of the keyframes tracking just made. A failure is reported as the thread's
+        would be, at the next frame (or shutdown), so the frame just tracked still counts."""
+        try:
+            self.mapper.drain()
+        except Exception as exc:  # noqa: BLE001 - reported by _check_mapping
+            self.failure = exc
+
     def _check_mapping(self) -> None:
         if self.failure is not None:
             exc = self.failure
-            raise SlamRuntimeError(f"mapping thread failed: {type(exc).__name__}: {exc}") from exc
+            where = "mapping thread" if self.threaded else "local mapping"
+            raise SlamRuntimeError(f"{where} failed: {describe(exc)}") from exc
 
     def shutdown(self, finish_mapping: bool = True) -> None:
         """Stop the mapping thread: let it finish queued keyframes first, or abort them."""
@@ -78,21 +92,33 @@ class System:
                 self.mapper.interrupt()
             self.mapper.queue.put(None)
             self._thread.join(timeout=60.0)
+            if self._thread.is_alive():
+                raise SlamRuntimeError("the mapping thread did not stop within 60 s")
             self._thread = None
         self._check_mapping()
         if finish_mapping and self.config.mapping.enabled and self.config.mapping.final_global_ba:
-            self.mapper.global_bundle_adjustment()
+            try:
+                self.mapper.global_bundle_adjustment()
+            except Exception as exc:
+                raise SlamRuntimeError(f"final bundle adjustment failed: {describe(exc)}") from exc
 
     # ---- results ----------------------------------------------------------------------------------------
-    def trajectory(self) -> Trajectory:
-        """Every tracked frame's pose, through its reference keyframe's current (optimised) pose."""
+    def trajectory(self, refine: bool = False) -> Trajectory:
+        """Every tracked frame's pose, through its reference keyframe's current (optimised) pose; with
+        `refine`, each then re-fitted to the final map points it matched (see slam.refinement)."""
         records = self.tracker.records
-        poses = np.empty((len(records), 4, 4))
+        poses_cw = np.empty((len(records), 4, 4))
         with self.map.lock:
             ref_poses = {k: self.map.keyframe_pose(k) for k in {r.reference_kf for r in records}}
+            if refine:
+                xyz = self.map.points.xyz[: self.map.points.size].copy()
+                resolved = [None if r.observations is None else self.map.resolve_points(r.observations.point_ids)
+                            for r in records]
         for i, r in enumerate(records):
-            poses[i] = se3_inverse(r.T_c_ref @ ref_poses[r.reference_kf])
-        return Trajectory(np.array([r.timestamp for r in records]), poses)
+            poses_cw[i] = r.T_c_ref @ ref_poses[r.reference_kf]
+            if refine and resolved[i] is not None:
+                poses_cw[i] = refine_pose(poses_cw[i], r.observations, resolved[i], xyz, self.camera)
+        return Trajectory(np.array([r.timestamp for r in records]), se3_inverse(poses_cw))
 
     def keyframe_trajectory(self) -> Trajectory:
         with self.map.lock:

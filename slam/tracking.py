@@ -18,10 +18,11 @@ import numpy as np
 from slam.config import Config
 from slam.frame import Frame
 from slam.geometry import se3_inverse
+from slam.initializer import TwoViewSettings, match_for_initialization, reconstruct_two_view
 from slam.local_map import LocalMap
 from slam.map import KeyFrame, Map
-from slam.matching import TH_HIGH, KeypointGrid, search_by_projection
-from slam.optimizer import optimize_pose
+from slam.matching import KeypointGrid, search_by_projection
+from slam.optimizer import local_bundle_adjustment, optimize_pose
 
 
 class TrackingState(enum.Enum):
@@ -54,12 +55,29 @@ class TrackResult:
 
 
 @dataclass
+class FrameObservations:
+    """The map points a tracked frame matched, kept (compactly) to re-estimate its pose against the final map."""
+
+    point_ids: np.ndarray  # (M,) int32
+    uv: np.ndarray  # (M,2) float32
+    u_right: np.ndarray  # (M,) float32, < 0 for monocular observations
+    inv_sigma2: np.ndarray  # (M,) float32
+
+    @staticmethod
+    def of(frame: Frame) -> FrameObservations:
+        idx = np.flatnonzero(frame.point_ids >= 0)
+        return FrameObservations(frame.point_ids[idx].astype(np.int32), frame.keypoints[idx].astype(np.float32),
+                                 frame.u_right[idx].astype(np.float32), frame.inv_sigma2[idx].astype(np.float32))
+
+
+@dataclass
 class PoseRecord:
     """A frame's pose relative to its reference keyframe, so later map corrections reach it."""
 
     timestamp: float
     reference_kf: int
     T_c_ref: np.ndarray
+    observations: FrameObservations | None = None
 
 
 @dataclass
@@ -82,6 +100,10 @@ class Tracker:
         self.sink = sink
         self.scales = scales
         self.log_scale = np.log(scales[1]) if len(scales) > 1 else np.log(1.2)
+        self.th_high = slam_map.match_thresholds.high  # Hamming (ORB) or L2 (learned descriptors)
+        # ORB-SLAM2 starts a stereo / RGB-D map from a frame with more than 500 keypoints; single-level learned
+        # detectors keep only confident points (SuperPoint: 200-400 on TUM teddy), so they need fewer.
+        self.init_min_keypoints = 500 if len(scales) > 1 else 100
         self.depth_threshold_factor = config.camera.depth_threshold
         self.depth_threshold = None  # metres (close points have reliable depth); set on the first frame
         self.state = TrackingState.NOT_INITIALIZED
@@ -92,12 +114,20 @@ class Tracker:
         self.last_kf_frame = -1
         self.last_reloc_frame = -(10**9)
         self.records: list[PoseRecord] = []
+        self.init_settings = TwoViewSettings(min_parallax_deg=self.cfg.init_min_parallax_deg)
+        self._init_ref: Frame | None = None  # monocular: the first view of the two-view initialisation
+        self._init_prev_uv: np.ndarray | None = None  # where each reference keypoint was last matched
+        self.initialized_frame = -1  # frame id at which the map was started
+        # A sliding-window map (VO mode) forgets points, so frames keep their observations only without one.
+        self.keep_observations = self.cfg.final_pose_refinement and config.mapping.max_keyframes == 0
 
     # ---- public --------------------------------------------------------------------------------------
     def track(self, frame: Frame) -> TrackResult:
         if self.depth_threshold is None:
             self.depth_threshold = frame.camera.baseline * self.depth_threshold_factor
         if self.state == TrackingState.NOT_INITIALIZED:
+            if self.mode == "mono":
+                return self._initialize_monocular(frame)
             return self._initialize(frame)
         matches = _Matches.empty(len(frame))
         ok = False
@@ -131,17 +161,100 @@ class Tracker:
     # ---- initialisation (RGB-D / stereo: one frame with depth) ----------------------------------------
     def _initialize(self, frame: Frame) -> TrackResult:
         with_depth = np.flatnonzero(frame.depth > 0)
-        # ORB-SLAM2 starts a stereo / RGB-D map from a frame with more than 500 keypoints.
-        if len(frame) <= 500 or len(with_depth) < 0.5 * min(len(frame), 1000):
+        if len(frame) <= self.init_min_keypoints or len(with_depth) < 0.5 * min(len(frame), 1000):
             return TrackResult(frame.id, frame.timestamp, TrackingState.NOT_INITIALIZED, None)
         frame.T_cw = np.eye(4)
         kf_id = self._create_keyframe(frame, new_points=with_depth)
         self.reference_kf = kf_id
+        self.initialized_frame = frame.id
         self.state = TrackingState.OK
         self._record(frame)
         self.last, self.last_matches = frame, _Matches.empty(len(frame))
         self.last_matches.has[:] = False
         return TrackResult(frame.id, frame.timestamp, TrackingState.OK, frame.T_cw.copy(), len(with_depth), kf_id)
+
+    # ---- initialisation (monocular: two views with enough parallax) ------------------------------------
+    def _initialize_monocular(self, frame: Frame) -> TrackResult:
+        not_yet = TrackResult(frame.id, frame.timestamp, TrackingState.NOT_INITIALIZED, None)
+        s = self.init_settings
+        ref = self._init_ref
+        if ref is None or len(frame) <= s.min_matches:
+            if len(frame) > s.min_matches:
+                self._set_init_reference(frame)
+            return not_yet
+        i1, i2 = match_for_initialization(ref.keypoints, ref.octave, ref.descriptors, ref.features.angle,
+                                          self._init_prev_uv, frame.keypoints, frame.octave, frame.descriptors,
+                                          frame.features.angle, frame.grid(), s.search_radius_px)
+        if len(i1) < s.min_matches:
+            self._set_init_reference(frame)  # the views share too little: start over from this one
+            return not_yet
+        self._init_prev_uv[i1] = frame.keypoints[i2]
+        view, _reason = reconstruct_two_view(ref.keypoints[i1], frame.keypoints[i2], frame.camera.K,
+                                             1.0 / frame.inv_sigma2[i2], s)
+        if view is None:
+            return not_yet
+        built = self._refine_two_view(ref, frame, i1[view.good], i2[view.good], view)
+        if built is None:
+            return not_yet
+        T2, xyz, i1, i2 = built
+        self._create_initial_map(ref, frame, T2, xyz, i1, i2)
+        return TrackResult(frame.id, frame.timestamp, TrackingState.OK, frame.T_cw.copy(), len(i2),
+                           self.reference_kf, frame.point_ids >= 0)
+
+    def _set_init_reference(self, frame: Frame) -> None:
+        self._init_ref = frame
+        self._init_prev_uv = frame.keypoints.astype(np.float64).copy()
+
+    def _refine_two_view(self, ref: Frame, frame: Frame, i1: np.ndarray, i2: np.ndarray, view):
+        """Bundle-adjust the two views (first fixed), drop outliers, scale the median depth to 1."""
+        T2 = np.eye(4)
+        T2[:3, :3], T2[:3, 3] = view.R, view.t
+        xyz = view.xyz[view.good]
+        n = len(xyz)
+        poses = np.stack([np.eye(4), T2])
+        pts = np.arange(n)
+        uv = np.concatenate([ref.keypoints[i1], frame.keypoints[i2]]).astype(np.float64)
+        inv_sigma2 = np.concatenate([ref.inv_sigma2[i1], frame.inv_sigma2[i2]])
+        result = local_bundle_adjustment(poses, np.array([True, False]), xyz, np.repeat([0, 1], n),
+                                         np.concatenate([pts, pts]), uv, np.full(2 * n, -1.0), inv_sigma2,
+                                         frame.camera, iterations=20)
+        keep = ~(result.outlier[:n] | result.outlier[n:])
+        xyz, i1, i2 = result.points_w[keep], i1[keep], i2[keep]
+        T2 = result.poses_cw[1]
+        depth = xyz[:, 2]
+        median = float(np.median(depth)) if len(depth) else -1.0
+        if median <= 0 or len(xyz) < 2 * self.init_settings.min_points:
+            return None
+        T2[:3, 3] /= median
+        return T2, xyz / median, i1, i2
+
+    def _create_initial_map(self, ref: Frame, frame: Frame, T2: np.ndarray, xyz: np.ndarray,
+                            i1: np.ndarray, i2: np.ndarray) -> None:
+        ref.T_cw, frame.T_cw = np.eye(4), _orthonormalized(T2)
+        with self.map.lock:
+            kf0 = self.map.add_keyframe(_keyframe_of(ref), ref.T_cw.copy())
+            kf1 = self.map.add_keyframe(_keyframe_of(frame), frame.T_cw.copy())
+            ids = self.map.add_points(xyz, ref.descriptors[i1], kf0, i1,
+                                      None if ref.colors is None else ref.colors[i1])
+            self.map.add_observations(np.full(len(ids), kf1), i2, ids)
+            self.map.update_point_geometry(ids)
+            self.map.update_point_descriptors(ids)
+            self.map.refresh_connections([kf0, kf1])
+        ref.point_ids[i1] = ids
+        frame.point_ids[:] = -1
+        frame.point_ids[i2] = ids
+        self.records.append(PoseRecord(ref.timestamp, kf0, np.eye(4),
+                                       FrameObservations.of(ref) if self.keep_observations else None))
+        self.reference_kf = kf1
+        self.last_kf_frame = self.initialized_frame = frame.id
+        self.state = TrackingState.OK
+        self._record(frame)
+        self.last, self.last_matches = frame, _Matches.empty(len(frame))
+        self.last_matches.has[i2] = True
+        self.last_matches.xyz[i2] = xyz
+        self._init_ref = self._init_prev_uv = None
+        self.sink.submit(kf0)
+        self.sink.submit(kf1)
 
     # ---- step 1: against the last frame ---------------------------------------------------------------
     def _track_motion_model(self, frame: Frame, matches: _Matches) -> bool:
@@ -191,7 +304,7 @@ class Tracker:
         radius = th * self.scales[octave[sel]]
         taken = matches.has.copy()
         pt, kp = search_by_projection(uv[sel], radius, octave[sel], desc[sel], frame.keypoints, frame.octave,
-                                      frame.descriptors, grid, taken, TH_HIGH, ratio=1.0, octave_tol=1)
+                                      frame.descriptors, grid, taken, self.th_high, ratio=1.0, octave_tol=1)
         src = sel[pt]
         matches.has[kp] = True
         matches.xyz[kp] = xyz[src]
@@ -205,9 +318,10 @@ class Tracker:
         local = LocalMap.gather(self.map, np.zeros(0, np.int64), self.reference_kf, max_keyframes=10)
         if len(local.point_ids) < 10 or len(frame) < 10:
             return False
-        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(frame.descriptors, local.descriptors, k=2)
+        norm = cv2.NORM_HAMMING if frame.descriptors.dtype == np.uint8 else cv2.NORM_L2
+        knn = cv2.BFMatcher(norm).knnMatch(frame.descriptors, local.descriptors, k=2)
         pairs = [(m[0].queryIdx, m[0].trainIdx, m[0].distance) for m in knn
-                 if len(m) == 2 and m[0].distance < 0.75 * m[1].distance and m[0].distance <= TH_HIGH]
+                 if len(m) == 2 and m[0].distance < 0.75 * m[1].distance and m[0].distance <= self.th_high]
         if len(pairs) < 15:
             return False
         kp_idx, pt_idx, dist = (np.array(v) for v in zip(*pairs))
@@ -257,7 +371,7 @@ class Tracker:
         grid = frame.grid()
         pt, kp = search_by_projection(uv[candidates], radius, pred_octave, local.descriptors[candidates],
                                       frame.keypoints, frame.octave, frame.descriptors, grid, matches.has.copy(),
-                                      TH_HIGH, ratio=0.8, octave_tol=1)
+                                      self.th_high, ratio=0.8, octave_tol=1)
         src = candidates[pt]
         frame.point_ids[kp] = local.point_ids[src]
         matches.has[kp] = True
@@ -278,6 +392,7 @@ class Tracker:
         result = optimize_pose(frame.T_cw, matches.xyz[idx], frame.keypoints[idx].astype(np.float64),
                                frame.u_right[idx], frame.inv_sigma2[idx], frame.camera)
         frame.T_cw = _orthonormalized(result.T_cw)
+        frame.outlier[idx] = ~result.inliers  # the viewer shows the matches the last optimisation rejected
         outliers = idx[~result.inliers]
         matches.has[outliers] = False
         frame.point_ids[outliers] = -1
@@ -331,12 +446,12 @@ class Tracker:
         if idle:
             return True
         self.sink.interrupt()
-        return self.mode != "mono" and self.sink.queued() < 3
+        # Monocular tracking lives on freshly triangulated points: it cannot wait for an idle mapper on two
+        # cores, but it queues at most one keyframe (ORB-SLAM refuses all while mapping is busy).
+        return self.sink.queued() < (1 if self.mode == "mono" else 3)
 
     def _create_keyframe(self, frame: Frame, new_points: np.ndarray) -> int:
-        kf = KeyFrame(-1, frame.id, frame.timestamp, frame.keypoints, frame.octave, frame.descriptors,
-                      frame.u_right, frame.depth, frame.inv_sigma2, np.full(len(frame), -1, dtype=np.int64),
-                      colors=frame.colors)
+        kf = _keyframe_of(frame)
         matched = np.flatnonzero(frame.point_ids >= 0)
         xyz = _unproject_world(frame, new_points)
         with self.map.lock:
@@ -356,7 +471,13 @@ class Tracker:
     def _record(self, frame: Frame) -> None:
         with self.map.lock:
             T_ref_w = self.map.keyframe_pose(self.reference_kf)
-        self.records.append(PoseRecord(frame.timestamp, self.reference_kf, frame.T_cw @ se3_inverse(T_ref_w)))
+        obs = FrameObservations.of(frame) if self.keep_observations else None
+        self.records.append(PoseRecord(frame.timestamp, self.reference_kf, frame.T_cw @ se3_inverse(T_ref_w), obs))
+
+
+def _keyframe_of(frame: Frame) -> KeyFrame:
+    return KeyFrame(-1, frame.id, frame.timestamp, frame.keypoints, frame.octave, frame.descriptors, frame.u_right,
+                    frame.depth, frame.inv_sigma2, np.full(len(frame), -1, dtype=np.int64), colors=frame.colors)
 
 
 def _orthonormalized(T: np.ndarray) -> np.ndarray:
