@@ -79,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
 
+    from slam.place.commands import add_commands as add_place_commands  # vocab
+
+    add_place_commands(sub)
+
+    from slam.bench.command import add_command as add_bench_command  # bench
+
+    add_bench_command(sub)
+
     bench = sub.add_parser("bench-features", help="relative-pose accuracy of extractor x matcher x estimator")
     bench.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                        help="folder holding tum/rgbd_dataset_freiburg3_teddy and kitti/sequences/07")

@@ -105,6 +105,15 @@ class MappingConfig:
 
 
 @dataclass(frozen=True)
+class LoopClosingConfig:
+    enabled: bool = True
+    vocabulary: str | None = None  # a `slam vocab train` file; the packaged ORB vocabulary when unset
+    min_keyframes_between: int = 10  # keyframes after a loop (and between a keyframe and its candidates)
+    min_consistency: int = 3  # consecutive keyframes that must agree on a candidate
+    min_matches: int = 40  # point matches that confirm a loop (half of them from the RANSAC alignment)
+
+
+@dataclass(frozen=True)
 class ViewerConfig:
     mode: str = "none"  # live (open3d + OpenCV windows), record (PNGs in OUT/frames, OUT/overview.png) or none
     record_every: int = 10  # record: one frame image every this many frames
@@ -121,6 +130,7 @@ class Config:
     estimation: EstimationConfig = field(default_factory=EstimationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
+    loop_closing: LoopClosingConfig = field(default_factory=LoopClosingConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
 

@@ -19,3 +19,9 @@ class SlamInputError(Exception):
 
 class SlamRuntimeError(Exception):
     """A failure while running (a dead worker thread, a lost track that cannot recover)."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line, 'Type: message' (library messages often span several lines)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -8,7 +8,7 @@ from slam.camera import Camera
 from slam.features.base import Extractor, Features, level_scales
 from slam.frame import Frame
 from slam.io.base import FrameData
-from slam.matching import match_stereo
+from slam.matching import match_stereo, thresholds
 
 
 class FrameBuilder:
@@ -19,6 +19,7 @@ class FrameBuilder:
         self.right_extractor = right_extractor or extractor
         self.scales = level_scales(extractor.scale_factor, extractor.n_levels)
         self.inv_level_sigma2 = 1.0 / self.scales**2
+        self.stereo_threshold = thresholds(extractor.descriptor_dtype).stereo
 
     def build(self, data: FrameData, frame_id: int) -> Frame:
         gray = data.gray
@@ -43,7 +44,8 @@ class FrameBuilder:
         if self.mode == "stereo" and data.right is not None:
             right = self.right_extractor.extract(data.right)
             u_right = match_stereo(kp, features.octave, features.descriptors, right.keypoints, right.octave,
-                                   right.descriptors, gray, data.right, self.scales, self.camera.fx)
+                                   right.descriptors, gray, data.right, self.scales, self.camera.fx,
+                                   self.stereo_threshold)
             disparity = kp[:, 0] - u_right
             depth = np.where((u_right >= 0) & (disparity > 0), self.camera.bf / np.maximum(disparity, 1e-6), -1.0)
             return depth, np.where(depth > 0, u_right, -1.0)

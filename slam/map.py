@@ -126,6 +126,7 @@ class Map:
         self._rows: dict[int, list[int]] = {}  # point id -> its live observation rows
         self._connections: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # covisibility, cached per keyframe
         self.keyframes: list[KeyFrame] = []
+        self.generation = 0  # bumped when loop closing moves keyframes, so tracking re-places its last frame
         self.kf_poses = np.zeros((0, 4, 4))  # T_cw per keyframe id
         self.kf_T_parent = np.zeros((0, 4, 4))  # T_kf_parent, kept for culled keyframes
 

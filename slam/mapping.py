@@ -18,7 +18,7 @@ from slam.camera import Camera
 from slam.config import Config
 from slam.geometry import se3_inverse, triangulate_linear
 from slam.map import Map
-from slam.matching import TH_LOW, KeypointGrid, match_epipolar, search_by_projection
+from slam.matching import KeypointGrid, match_epipolar, search_by_projection
 from slam.optimizer import local_bundle_adjustment
 
 CHI2_MONO = 5.991
@@ -81,12 +81,16 @@ class LocalMapper:
         self.camera = camera
         self.scales = scales
         self.level_sigma2 = scales**2
+        self.log_scale = np.log(scales[1]) if len(scales) > 1 else np.log(1.2)  # 1 level: every octave is 0
+        self.th_low = slam_map.match_thresholds.low  # Hamming (ORB) or L2 (learned descriptors)
         self.depth_threshold = camera.baseline * config.camera.depth_threshold
         self.queue: queue.Queue = queue.Queue()
         self.abort_ba = threading.Event()
         self._busy = threading.Event()
         self.recent: list[tuple[int, np.ndarray]] = []  # (keyframe that created them, point ids)
         self.stats = MappingStats()
+        self._working = threading.Lock()
+        self.on_keyframe_done = None  # called with each processed keyframe id (loop closing's queue)
 
     # ---- the sink tracking talks to --------------------------------------------------------------------
     def idle(self) -> bool:
@@ -111,7 +115,7 @@ class LocalMapper:
                 return
             self._busy.set()
             try:
-                self.process(kf_id)
+                self._process_and_pass_on(kf_id)
             finally:
                 if self.queue.empty():
                     self._busy.clear()
@@ -124,8 +128,26 @@ class LocalMapper:
             except queue.Empty:
                 break
             if kf_id is not None:
-                self.process(kf_id)
+                self._process_and_pass_on(kf_id)
         self._busy.clear()
+
+    def _process_and_pass_on(self, kf_id: int) -> None:
+        with self._working:  # loop closing pauses mapping between keyframes by taking this
+            self.process(kf_id)
+        if self.on_keyframe_done is not None:
+            self.on_keyframe_done(kf_id)
+
+    # ---- what loop closing needs ---------------------------------------------------------------------------
+    def pause(self) -> None:
+        """Block until the keyframe being processed is done, then keep mapping stopped until resume()."""
+        self.abort_ba.set()
+        self._working.acquire()
+
+    def resume(self) -> None:
+        self._working.release()
+
+    def fuse_points(self, pt_ids: np.ndarray, kf_id: int) -> None:
+        self._fuse(pt_ids, kf_id)
 
     def discard(self) -> None:
         """Drop queued keyframes unprocessed (mapping disabled: pure visual odometry)."""
@@ -159,6 +181,7 @@ class LocalMapper:
         if self.queue.empty() and not self.abort_ba.is_set():
             self._local_bundle_adjustment(kf_id)
             self._cull_keyframes(kf_id)
+        self._slide_window()
 
     def _refresh_connections(self, kf_id: int) -> None:
         """Covisibility of the keyframe and its neighbours changed: recompute it (ORB-SLAM's UpdateConnections)."""
@@ -234,7 +257,7 @@ class LocalMapper:
             return None
         F = _fundamental(a.T_cw, b.T_cw, self.camera.K)
         i1, i2 = match_epipolar(a.descriptors, b.descriptors, a.keypoints, b.keypoints, b.octave,
-                                a.point_ids < 0, b.point_ids < 0, F, self.level_sigma2, TH_LOW, ratio=1.0)
+                                a.point_ids < 0, b.point_ids < 0, F, self.level_sigma2, self.th_low, ratio=1.0)
         if len(i1) == 0:
             return None
         xyz, ok = self._triangulate_checked(a, b, i1, i2)
@@ -343,12 +366,12 @@ class LocalMapper:
         sel = np.flatnonzero(ok)
         if len(sel) == 0:
             return
-        pred = np.clip(np.ceil(np.log(dmax[sel] / np.maximum(dist[sel], 1e-9)) / np.log(self.scales[1])),
+        pred = np.clip(np.ceil(np.log(dmax[sel] / np.maximum(dist[sel], 1e-9)) / self.log_scale),
                        0, len(self.scales) - 1).astype(np.int64)
         grid = KeypointGrid.build(view.keypoints, cam.width, cam.height)
         pt, kp = search_by_projection(uv[sel], 3.0 * self.scales[pred], pred, desc[sel], view.keypoints,
                                       view.octave, view.descriptors, grid, np.zeros(len(view.keypoints), bool),
-                                      TH_LOW, ratio=1.0, octave_tol=1)
+                                      self.th_low, ratio=1.0, octave_tol=1)
         src = sel[pt]
         err_ok = self._reprojects(view, kp, xyz[src])
         src, kp = src[err_ok], kp[err_ok]
@@ -414,7 +437,8 @@ class LocalMapper:
             keep = ~outside | np.isin(obs_kf, anchors)
             obs_kf, obs_kp, obs_pt = obs_kf[keep], obs_kp[keep], obs_pt[keep]
         kf_ids = np.unique(np.concatenate([np.array(window, dtype=np.int64), obs_kf]))
-        fixed = ~np.isin(kf_ids, window) | (kf_ids == 0)
+        oldest = next(kf.id for kf in self.map.keyframes if kf.alive)  # keyframe 0 unless a sliding window culled it
+        fixed = ~np.isin(kf_ids, window) | (kf_ids == oldest)
         if len(pts) == 0 or np.all(fixed):
             return None
         uv = np.empty((len(obs_kf), 2))
@@ -441,6 +465,18 @@ class LocalMapper:
             self.map.update_point_geometry(problem.pt_ids)
 
     # ---- keyframe culling ------------------------------------------------------------------------------
+    def _slide_window(self) -> None:
+        """Visual odometry (mapping.max_keyframes > 0): cull the oldest keyframes beyond the window, and with
+        them the points only they saw, so memory stays bounded however long the run."""
+        if self.cfg.max_keyframes <= 0:
+            return
+        with self.map.lock:
+            alive = self.map.alive_keyframe_ids()
+            excess = len(alive) - self.cfg.max_keyframes
+            for k in alive[: max(excess, 0)].tolist():
+                self.map.cull_keyframe(k, int(alive[excess]), release=True)  # placed via the oldest kept one
+                self.stats.keyframes_culled += 1
+
     def _cull_keyframes(self, kf_id: int) -> None:
         """Cull neighbours of the new keyframe whose points are nearly all seen well elsewhere."""
         with self.map.lock:
@@ -451,7 +487,7 @@ class LocalMapper:
                     parents = [n for n in self._neighbours(k, 5) if n != k]
                     if not parents:
                         continue
-                    self.map.cull_keyframe(k, parents[0])
+                    self.map.cull_keyframe(k, parents[0], release=self.cfg.max_keyframes > 0)
                     self.stats.keyframes_culled += 1
 
     def _redundant(self, k: int) -> bool:

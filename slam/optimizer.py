@@ -474,3 +474,31 @@ def global_bundle_adjustment(
     return local_bundle_adjustment(
         poses_cw, fixed, points_w, obs_kf, obs_pt, uv, u_right, inv_sigma2, camera, iterations, abort
     )
+
+
+def pose_covariance(T_cw: np.ndarray, X_w: np.ndarray, inv_sigma2: np.ndarray, u_right: np.ndarray,
+                    camera: Camera) -> np.ndarray:
+    """6x6 covariance (rotation first, then translation; left perturbation) of a pose fitted to these points
+    with pixel noise 1/sqrt(inv_sigma2): how well the matches pin the pose down (a narrow strip of points
+    leaves a rotation traded against a translation)."""
+    Xc = np.asarray(X_w, float) @ T_cw[:3, :3].T + T_cw[:3, 3]
+    x, y, z = Xc[:, 0], Xc[:, 1], np.maximum(Xc[:, 2], 1e-9)
+    fx, fy, bf = camera.fx, camera.fy, camera.bf
+    # d(projection)/d(camera point) times d(camera point)/d(xi) with xi = (phi, rho): dXc = -[Xc]x phi + rho.
+    rows = [(np.stack([np.zeros_like(x), z, -y], 1), np.stack([-z, np.zeros_like(x), x], 1),
+             np.stack([y, -x, np.zeros_like(x)], 1))]
+    dX = np.stack(rows[0], axis=1)  # (N, 3 coords, 3 rot) = -[Xc]x
+    du = np.stack([fx / z, np.zeros_like(z), -fx * x / z**2], 1)
+    dv = np.stack([np.zeros_like(z), fy / z, -fy * y / z**2], 1)
+    H = np.zeros((6, 6))
+    residuals = [du, dv]
+    stereo = np.asarray(u_right) >= 0
+    if np.any(stereo):
+        dur = du.copy()
+        dur[:, 2] += bf / z**2
+        residuals.append(np.where(stereo[:, None], dur, 0.0))
+    w = np.asarray(inv_sigma2, float)
+    for d in residuals:
+        J = np.concatenate([np.einsum("nc,ncr->nr", d, dX), d], axis=1)
+        H += (J * w[:, None]).T @ J
+    return np.linalg.pinv(H)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import signal
 import threading
 import time
@@ -17,6 +16,7 @@ from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.export import write_json, write_ply
 from slam.io import FrameData, Sequence, open_sequence
 from slam.matching import warm_up
+from slam.memory import peak_rss_mb
 from slam.reporting import input_problems, report_input_problems, save_traceback
 from slam.system import System
 from slam.tracking import TrackingState, TrackResult
@@ -191,10 +191,24 @@ def _summary(config: Config, sequence, system: System, states: list[str], timing
         "tracking_ms_p95": float(np.percentile(t, 95)),
         "fps": float(frames / wall) if wall and wall > 0 else float("nan"),
         "startup_s": float(startup_s),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),  # VmHWM: ru_maxrss would include a large parent process's peak
         "local_ba_ms_mean": float(np.mean(system.mapper.stats.ba_ms)) if system.mapper.stats.ba_ms else None,
         "keyframes_culled": system.mapper.stats.keyframes_culled,
+        "loops": _loops(system),
     }
+
+
+def _loops(system: System) -> list[dict[str, Any]]:
+    """The loops closed: keyframe ids, the timestamps they were taken at, matches, scale correction, time."""
+    if system.loop_closer is None:
+        return []
+    out = []
+    for loop in system.loop_closer.stats.loops:
+        times = [system.map.keyframes[k].timestamp for k in (loop.keyframe, loop.loop_keyframe)]
+        out.append({"keyframe": loop.keyframe, "loop_keyframe": loop.loop_keyframe, "timestamps": times,
+                    "matches": loop.matches, "scale": round(loop.scale, 4),
+                    "correction_ms": round(loop.correction_ms, 1)})
+    return out
 
 
 def _write_outputs(out_dir: Path, config: Config, sequence, system: System, summary: dict[str, Any]):

@@ -19,7 +19,10 @@ from slam.frontend import FrameBuilder
 from slam.geometry import se3_inverse
 from slam.io.base import FrameData
 from slam.map import Map
+from slam.loop_closing import LoopCloser
 from slam.mapping import LocalMapper
+from slam.place.vocabulary import load_vocabulary
+from slam.places import KeyframePlaces
 from slam.refinement import refine_pose
 from slam.tracking import Tracker, TrackResult
 from slam.trajectory import Trajectory
@@ -34,12 +37,20 @@ class System:
         self.map = Map(extractor.descriptor_size, extractor.descriptor_dtype, extractor.scale_factor,
                        extractor.n_levels, recycle=config.mapping.max_keyframes > 0)  # a sliding window: reuse rows
         self.mapper = LocalMapper(config, self.map, camera, scales)
-        self.tracker = Tracker(config, self.map, self.mapper, scales)
+        self.places = _keyframe_places(config, self.map, extractor.descriptor_dtype)
+        self.loop_closer = None
+        if self.places is not None and config.loop_closing.enabled and config.mapping.max_keyframes == 0:
+            self.loop_closer = LoopCloser(config, self.map, camera, self.places, self.mapper)
+            self.mapper.on_keyframe_done = self.loop_closer.submit
+        elif self.places is not None:
+            self.mapper.on_keyframe_done = self._index_keyframe
+        self.tracker = Tracker(config, self.map, self.mapper, scales, self.places)
         self.builder = FrameBuilder(config.mode, camera, extractor)
         # mapping.threaded false: synchronous mapping, so the same input gives the same trajectory
         self.threaded = threaded and config.mapping.enabled and config.mapping.threaded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None
         self.failure: BaseException | None = None
         self._frame_count = 0
         self.last_frame = None  # the frame process() saw last, with its keypoints and matches (for the viewer)
@@ -49,7 +60,24 @@ class System:
         if self.threaded and self._thread is None:
             self._thread = threading.Thread(target=self._mapping_loop, name="slam-mapping", daemon=True)
             self._thread.start()
+            if self.loop_closer is not None:
+                self._loop_thread = threading.Thread(target=self._loop_closing_loop, name="slam-loop-closing",
+                                                     daemon=True)
+                self._loop_thread.start()
         return self
+
+    def _loop_closing_loop(self) -> None:
+        _lower_thread_priority(self.config.mapping.thread_niceness)
+        try:
+            self.loop_closer.run(self._stop)
+        except BaseException as exc:  # noqa: BLE001 - reported to the tracking thread
+            self.failure = exc
+
+    def _index_keyframe(self, kf_id: int) -> None:
+        """Without loop closing, mapped keyframes still go into place recognition, for relocalisation."""
+        with self.map.lock:
+            descriptors = self.map.keyframes[kf_id].descriptors
+        self.places.add(kf_id, descriptors)
 
     def _mapping_loop(self) -> None:
         _lower_thread_priority(self.config.mapping.thread_niceness)
@@ -75,6 +103,8 @@ class System:
         would be, at the next frame (or shutdown), so the frame just tracked still counts."""
         try:
             self.mapper.drain()
+            if self.loop_closer is not None:
+                self.loop_closer.drain()
         except Exception as exc:  # noqa: BLE001 - reported by _check_mapping
             self.failure = exc
 
@@ -95,6 +125,16 @@ class System:
             if self._thread.is_alive():
                 raise SlamRuntimeError("the mapping thread did not stop within 60 s")
             self._thread = None
+        if self._loop_thread is not None:
+            if finish_mapping:
+                self.loop_closer.queue.put(None)  # after the keyframes mapping passed on
+            else:
+                self._stop.set()
+                self.loop_closer.queue.put(None)
+            self._loop_thread.join(timeout=60.0)
+            if self._loop_thread.is_alive():
+                raise SlamRuntimeError("the loop-closing thread did not stop within 60 s")
+            self._loop_thread = None
         self._check_mapping()
         if finish_mapping and self.config.mapping.enabled and self.config.mapping.final_global_ba:
             try:
@@ -130,6 +170,15 @@ class System:
         with self.map.lock:
             ids = self.map.alive_point_ids()
             return self.map.points.xyz[ids].copy(), self.map.points.color[ids].copy()
+
+
+def _keyframe_places(config: Config, slam_map: Map, descriptor_dtype) -> KeyframePlaces | None:
+    """Place recognition needs a vocabulary of the feature's descriptors: the packaged one is ORB's."""
+    path = config.loop_closing.vocabulary
+    if path is None and np.dtype(descriptor_dtype) != np.uint8:
+        return None
+    vocabulary = load_vocabulary(path)
+    return KeyframePlaces(vocabulary, is_alive=lambda kf_id: slam_map.keyframes[kf_id].alive)
 
 
 def _lower_thread_priority(niceness: int) -> None:

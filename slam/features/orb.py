@@ -17,6 +17,9 @@ _CELL_PX = 32  # grid cell size at the level's own resolution, as in ORB-SLAM's 
 
 
 class OrbExtractor:
+    descriptor_size = 32
+    descriptor_dtype = np.dtype(np.uint8)
+
     def __init__(self, n_features: int = 1000, scale_factor: float = 1.2, n_levels: int = 8,
                  fast_threshold: int = 20, min_fast_threshold: int = 7, surplus: float = 2.0):
         self.n_features = n_features

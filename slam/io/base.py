@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from slam.camera import Camera
-from slam.errors import SlamInputError
+from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.trajectory import Trajectory
 
 
@@ -31,9 +31,30 @@ class FrameData:
         return self.image if self.image.ndim == 2 else cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
 
 
+MAX_CONSECUTIVE_BAD_FRAMES = 30  # this many unreadable frames in a row: the sequence is unusable from there on
+MAX_MISSING_FRACTION = 0.5  # more listed images missing than this: a wrong folder, not a few lost files
+
+
+@dataclass(frozen=True)
+class SkippedFrame:
+    """A frame left out of a run: the file at fault and why (reported once, counted in run.json)."""
+
+    path: str
+    reason: str
+    timestamp: float | None = None
+
+    def message(self) -> str:
+        return f"{self.path}: {self.reason}; frame skipped"
+
+
 @dataclass
 class Sequence:
-    """A lazy sequence of frames: `load(i)` decodes frame i; iteration prefetches in a thread."""
+    """A lazy sequence of frames: `load(i)` decodes frame i; iteration prefetches in a thread.
+
+    A frame that cannot be read (SlamInputError from `load`) is skipped: it goes to `skipped` and to
+    `on_skip` (called in the iterating thread), and iteration goes on; MAX_CONSECUTIVE_BAD_FRAMES in a
+    row end it with a SlamInputError. Readers put frames they left out when opening into `skipped` too.
+    """
 
     name: str
     camera: Camera
@@ -42,16 +63,45 @@ class Sequence:
     groundtruth: Trajectory | None = None
     prefetch: int = 8
     warnings: list[str] = field(default_factory=list)
+    skipped: list[SkippedFrame] = field(default_factory=list)
+    on_skip: Callable[[SkippedFrame], None] | None = None
 
     def __len__(self) -> int:
         return len(self.timestamps)
 
     def __iter__(self) -> Iterator[FrameData]:
-        return prefetch((self.load(i) for i in range(len(self))), self.prefetch)
+        return self.frames()
 
     def frames(self, max_frames: int | None = None) -> Iterator[FrameData]:
         count = len(self) if max_frames is None else min(max_frames, len(self))
-        return prefetch((self.load(i) for i in range(count)), self.prefetch)
+        return self._deliver(prefetch((self._load_or_skip(i) for i in range(count)), self.prefetch))
+
+    def _load_or_skip(self, i: int) -> FrameData | SkippedFrame:
+        try:
+            return self.load(i)
+        except SlamInputError as exc:
+            return SkippedFrame(exc.path or self.name, exc.problem, float(self.timestamps[i]))
+
+    def _deliver(self, items: Iterator[FrameData | SkippedFrame]) -> Iterator[FrameData]:
+        """Frames from `items`, with skipped ones recorded and reported here, in the consumer's thread."""
+        bad_run = 0
+        try:
+            for item in items:
+                if not isinstance(item, SkippedFrame):
+                    bad_run = 0
+                    yield item
+                    continue
+                self.skipped.append(item)
+                if self.on_skip is not None:
+                    self.on_skip(item)
+                bad_run += 1
+                if bad_run >= MAX_CONSECUTIVE_BAD_FRAMES:
+                    raise SlamInputError(f"{bad_run} frames in a row cannot be read (the last: {item.reason})",
+                                         item.path)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # stops the prefetch thread now, not when the generator is collected
 
 
 _END = object()
@@ -68,7 +118,10 @@ def prefetch(items: Iterable[Any], depth: int = 8) -> Iterator[Any]:
     Closing the returned generator (or breaking out of the loop) stops the producer promptly.
     """
     if depth <= 0:
-        yield from items
+        try:
+            yield from items
+        except Exception as exc:  # noqa: BLE001 - reported as the reader's failure
+            _raise_from_reader(exc)
         return
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -91,11 +144,18 @@ def prefetch(items: Iterable[Any], depth: int = 8) -> Iterator[Any]:
             if item is _END:
                 return
             if isinstance(item, _Failure):
-                raise item.exc
+                _raise_from_reader(item.exc)
             yield item
     finally:
         stop.set()
         thread.join(timeout=5.0)
+
+
+def _raise_from_reader(exc: BaseException) -> None:
+    """Bad input stays a SlamInputError; anything else is a failure of the reader itself (one line)."""
+    if isinstance(exc, Exception) and not isinstance(exc, (SlamInputError, SlamRuntimeError)):
+        raise SlamRuntimeError(f"reader thread failed: {describe(exc)}") from exc
+    raise exc
 
 
 def _put(buffer: queue.Queue, item: Any, stop: threading.Event) -> bool:
@@ -108,18 +168,55 @@ def _put(buffer: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
+def file_exists(path: Path) -> bool:
+    """Path.is_file() that answers False, not an exception, for names no file system can hold."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        return False
+
+
+def first_readable(paths: list[Path], read: Callable[[Path], np.ndarray]) -> tuple[int, np.ndarray]:
+    """The first of `paths` that `read` decodes, with its index: what a reader sizes its camera by.
+
+    Broken images before it are skipped when the run reaches them; when none of the first
+    MAX_CONSECUTIVE_BAD_FRAMES can be read the sequence is refused here, before the run starts.
+    """
+    tried = paths[:MAX_CONSECUTIVE_BAD_FRAMES]
+    first_error: SlamInputError | None = None
+    for i, path in enumerate(tried):
+        try:
+            return i, read(path)
+        except SlamInputError as exc:
+            first_error = first_error or exc
+    if first_error is None:
+        raise SlamInputError("no images to read")
+    if len(tried) == 1:
+        raise first_error
+    raise SlamInputError(f"none of the first {len(tried)} images can be read ({first_error.problem})",
+                         first_error.path)
+
+
 def read_image(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     """cv2.imread with a one-line error naming the file when it is missing or cannot be decoded."""
     path = Path(path)
-    if not path.is_file():
-        raise SlamInputError("image file not found", path)
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        if not path.is_file():
+            raise SlamInputError("image file not found", path)
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:  # unreadable (permissions, I/O error, a name too long)
+        raise SlamInputError(f"cannot read image: {exc.strerror or exc}", path) from None
+    if data.size == 0:
+        raise SlamInputError("cannot decode image: empty file", path)
     if path.suffix.lower() == ".png":
         # libpng prints its own complaint on stderr before OpenCV gives up: check the framing first.
         problem = _png_problem(data)
         if problem:
             raise SlamInputError(f"cannot decode image: {problem}", path)
-    image = cv2.imdecode(data, flags) if data.size else None
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error:  # e.g. a header claiming a size beyond OpenCV's limits
+        image = None
     if image is None or image.size == 0:
         raise SlamInputError("cannot decode image (corrupt or not an image)", path)
     return image

@@ -19,6 +19,7 @@ from slam.camera import Camera
 from slam.config import CameraConfig
 from slam.errors import SlamInputError
 from slam.trajectory import write_text_atomic
+from slam.yamlutil import parse_yaml
 
 CALIBRATION_FILE = "calibration.yaml"
 _REQUIRED = ("fx", "fy", "cx", "cy", "width", "height")
@@ -61,12 +62,7 @@ def read_calibration(path: str | Path) -> Calibration:
     path = Path(path)
     if not path.is_file():
         raise SlamInputError("calibration file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text(errors="replace"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SlamInputError(f"invalid YAML{where}", path) from None
+    data = parse_yaml(path.read_text(errors="replace"), path)
     if not isinstance(data, dict):
         raise SlamInputError("a calibration file must be a mapping of keys (fx, fy, cx, cy, width, height)", path)
     return _calibration_from_mapping(data, path)
@@ -108,15 +104,27 @@ def _calibration_from_mapping(data: dict, path: Path) -> Calibration:
 
 def _number(data: dict, key: str, path: Path) -> float:
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SlamInputError(f"key '{key}' must be a finite number, got {value!r}", path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(_as_float(value)):
+        raise SlamInputError(f"key '{key}' must be a finite number, got {_short(value)}", path)
     return float(value)
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range
+        return math.inf
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _positive_int(data: dict, key: str, path: Path) -> int:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SlamInputError(f"key '{key}' must be a positive integer, got {value!r}", path)
+        raise SlamInputError(f"key '{key}' must be a positive integer, got {_short(value)}", path)
     return value
 
 
@@ -125,7 +133,7 @@ def _optional_positive(data: dict, key: str, path: Path) -> float | None:
         return None
     value = _number(data, key, path)
     if value <= 0:
-        raise SlamInputError(f"key '{key}' must be positive, got {value!r}", path)
+        raise SlamInputError(f"key '{key}' must be positive, got {_short(value)}", path)
     return value
 
 
@@ -133,7 +141,7 @@ def _dist(value: Any, path: Path) -> tuple[float, ...]:
     if value is None:
         return ()
     if not isinstance(value, (list, tuple)):
-        raise SlamInputError(f"key 'dist' must be a list (k1 k2 p1 p2 [k3]), got {value!r}", path)
+        raise SlamInputError(f"key 'dist' must be a list (k1 k2 p1 p2 [k3]), got {_short(value)}", path)
     values = {f"dist[{i}]": v for i, v in enumerate(value)}
     dist = tuple(_number(values, key, path) for key in values)
     if len(dist) not in _DIST_LENGTHS:
@@ -196,6 +204,14 @@ class Undistorter:
     def depth(self, depth: np.ndarray) -> np.ndarray:
         # Nearest neighbour: interpolating across a depth edge invents surfaces that are not there.
         return cv2.remap(depth, self._map1, self._map2, cv2.INTER_NEAREST)
+
+
+def check_principal_point(camera: Calibration | Camera, path: str | Path) -> None:
+    """A principal point outside the image means intrinsics for another image size: refuse them."""
+    cx, cy, w, h = camera.cx, camera.cy, camera.width, camera.height
+    if not (0 <= cx <= w and 0 <= cy <= h):
+        raise SlamInputError(f"the calibration contradicts the image size: principal point ({cx:g}, {cy:g}) lies "
+                             f"outside the {w}x{h} image", path)
 
 
 def check_size(image: np.ndarray, width: int, height: int, path: str | Path) -> None:

@@ -25,6 +25,7 @@ from slam.io.calibration import (
     Undistorter,
     as_uint8_image,
     calibration_from_config,
+    check_principal_point,
     check_size,
     resolve_calibration,
 )
@@ -63,7 +64,7 @@ class StreamSequence(Sequence):
         limit = max_frames
         if not self.unbounded:
             limit = len(self) if max_frames is None else min(max_frames, len(self))
-        return prefetch(self._until_end(limit), self.prefetch)
+        return self._deliver(prefetch(self._until_end(limit), self.prefetch))
 
     def _until_end(self, limit: int | None) -> Iterator[FrameData]:
         i = 0
@@ -241,8 +242,9 @@ def _require_mono(config: Config, source: str | Path) -> None:
 def _sized(calibration: Calibration, first: np.ndarray, source: str | Path) -> Calibration:
     h, w = first.shape[:2]
     if calibration.width is None or calibration.height is None:
-        return calibration.with_size(w, h)
+        calibration = calibration.with_size(w, h)
     check_size(first, calibration.width, calibration.height, source)
+    check_principal_point(calibration, source)
     return calibration
 
 

@@ -206,8 +206,9 @@ def test_data_csv_errors(euroc):
     with pytest.raises(SlamInputError, match="line 5: timestamp '12x'"):
         open_sequence(euroc, _config("mono"))
     path.write_text(original + f"{T0_NS + 9 * STEP_NS},missing.png\n")
-    with pytest.raises(SlamInputError, match="missing.png"):
-        open_sequence(euroc, _config("mono"))
+    seq = open_sequence(euroc, _config("mono"))
+    assert [s.path for s in seq.skipped] == [str(euroc / "mav0" / "cam0" / "data" / "missing.png")]
+    assert "line 5" in seq.skipped[0].reason
 
 
 def test_unpaired_stereo_frames_dropped(euroc):

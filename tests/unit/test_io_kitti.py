@@ -100,11 +100,21 @@ def test_missing_folder(tmp_path):
         open_sequence(tmp_path / "sequences" / "99", _config("mono"))
 
 
-def test_missing_image_is_found_at_open(tmp_path):
-    seq = make_kitti(tmp_path)
-    (seq / "image_1" / "000004.png").unlink()
-    with pytest.raises(SlamInputError, match="000004.png"):
-        open_sequence(seq, _config("stereo"))
+def test_missing_image_skips_its_frame_at_open(tmp_path):
+    seq_dir = make_kitti(tmp_path)
+    (seq_dir / "image_1" / "000004.png").unlink()
+    seq = open_sequence(seq_dir, _config("stereo"))
+    assert [s.path for s in seq.skipped] == [str(seq_dir / "image_1" / "000004.png")]
+    assert len(seq) == 4 and seq.load(3).path.endswith("000003.png")
+    assert len(open_sequence(seq_dir, _config("mono"))) == 5  # the left image is there
+
+
+def test_most_images_missing_is_refused(tmp_path):
+    seq_dir = make_kitti(tmp_path)
+    for i in range(3):
+        (seq_dir / "image_0" / f"{i:06d}.png").unlink()
+    with pytest.raises(SlamInputError, match="3 of the 5 frames times.txt lists have no image"):
+        open_sequence(seq_dir, _config("mono"))
 
 
 def test_bad_times_and_pose_count(tmp_path):

@@ -64,7 +64,9 @@ def test_rgbd_association_drops_frames_without_depth(tum):
     assert len(seq) == 8
     kept = [int(seq.load(i).image[0, 0, 2]) for i in range(len(seq))]
     assert kept == [0, 1, 2, 4, 5, 7, 8, 9]
-    assert seq.warnings == ["2 rgb frames without a depth image within 0.02 s were dropped"]
+    # The fixture's depth.txt lists frame 3's late depth image out of order: sorted, with a note.
+    assert seq.warnings == [f"{tum / 'depth.txt'}: lines are not in time order; frames sorted by timestamp",
+                            "2 rgb frames without a depth image within 0.02 s were dropped"]
     frame = seq.load(3)  # rgb 4 pairs with the fifth depth image (written with 5000 + 50 * 4)
     assert frame.depth.dtype == np.float32 and frame.depth[0, 0] == 0.0
     assert frame.depth[5, 5] == pytest.approx((5000 + 50 * 4) / 5000)
@@ -152,11 +154,23 @@ def test_missing_folder_and_listing(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_listing_naming_a_missing_file_fails_at_open(tum):
-    (tum / "rgb" / f"{100 + 2 / 30:.6f}.png").unlink()
+def test_listing_naming_a_missing_file_skips_that_frame(tum):
+    missing = tum / "rgb" / f"{100 + 2 / 30:.6f}.png"
+    missing.unlink()
+    seq = open_sequence(tum, _config())
+    assert [s.path for s in seq.skipped] == [str(missing)]
+    assert "rgb.txt line 5" in seq.skipped[0].reason and "does not exist" in seq.skipped[0].reason
+    kept = [int(seq.load(i).image[0, 0, 2]) for i in range(len(seq))]
+    assert kept == [0, 1, 4, 5, 7, 8, 9]
+
+
+def test_listing_with_most_files_missing_is_refused(tum):
+    for image in sorted((tum / "rgb").iterdir())[:6]:
+        image.unlink()
     with pytest.raises(SlamInputError) as info:
         open_sequence(tum, _config())
-    assert "rgb.txt" in str(info.value) and "line 5" in str(info.value) and "does not exist" in str(info.value)
+    assert "rgb.txt" in str(info.value) and "6 of 10 listed images do not exist" in str(info.value)
+    assert "line 3" in str(info.value)
 
 
 @pytest.mark.parametrize("line, problem", [("abc rgb/x.png", "not a number"), ("1.0", "expected 'timestamp filename'")])

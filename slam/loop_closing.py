@@ -1,0 +1,359 @@
+"""Loop closing (ORB-SLAM's LoopClosing), in its own thread, fed the keyframes local mapping finished.
+
+detect: place-recognition candidates scoring at least as well as the keyframe's own covisible neighbours,
+kept only when consistent over several consecutive keyframes -> verify: descriptor matches between the
+keyframe's points and the candidate's neighbourhood, a RANSAC alignment (SE(3) with metric depth, Sim(3)
+for monocular maps), more matches by projection -> correct: mapping paused, the keyframe's neighbourhood
+moved onto the loop, duplicate points fused, then a pose graph over all keyframes spreads the correction.
+Tracking keeps running; it re-places its last frame when the map's generation changes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from slam.camera import Camera
+from slam.config import Config
+from slam.map import Map
+from slam.optimizer import optimize_pose
+from slam.pose_graph import PoseGraphEdge, optimize_pose_graph, relative
+from slam.relocalization import match_descriptors
+from slam.similarity import ransac_alignment, sim3_apply, sim3_inverse, sim3_scale
+
+CHI2_ALIGN = 9.21  # ORB-SLAM's Sim3Solver bound (2 dof, 99%)
+STRONG_COVISIBILITY = 100  # shared points that make a covisibility edge part of the pose graph
+
+
+class PlaceIndex(Protocol):
+    def add(self, kf_id: int, descriptors: np.ndarray) -> None: ...
+
+    def query(self, descriptors: np.ndarray, max_results: int, exclude: set[int]) -> tuple[list[int], list[float]]: ...
+
+    def score(self, a: int, b: int) -> float: ...
+
+
+class MappingControl(Protocol):
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def fuse_points(self, pt_ids: np.ndarray, kf_id: int) -> None: ...
+
+
+@dataclass
+class Loop:
+    keyframe: int
+    loop_keyframe: int
+    matches: int
+    scale: float
+    correction_ms: float
+
+
+@dataclass
+class LoopStats:
+    candidates: int = 0
+    loops: list[Loop] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    group: set[int]  # the candidate and its covisible keyframes
+    consistency: int
+
+
+class LoopCloser:
+    def __init__(self, config: Config, slam_map: Map, camera: Camera, places: PlaceIndex, mapping: MappingControl):
+        self.cfg = config.loop_closing
+        self.with_scale = config.mode == "mono"
+        self.map = slam_map
+        self.camera = camera
+        self.places = places
+        self.mapping = mapping
+        self.queue: queue.Queue = queue.Queue()
+        self.stats = LoopStats()
+        self._groups: list[_Candidate] = []  # consistent candidate groups of the previous keyframe
+        self._last_loop_kf = -(10**9)
+
+    # ---- feeding ----------------------------------------------------------------------------------------
+    def submit(self, kf_id: int) -> None:
+        self.queue.put(kf_id)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            kf_id = self.queue.get()
+            if kf_id is None:
+                return
+            self.process(kf_id)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                kf_id = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if kf_id is not None:
+                self.process(kf_id)
+
+    # ---- one keyframe -----------------------------------------------------------------------------------
+    def process(self, kf_id: int) -> bool:
+        with self.map.lock:
+            kf = self.map.keyframes[kf_id]
+            if not kf.alive:
+                return False
+            descriptors = kf.descriptors
+            neighbours = [int(k) for k in self.map.covisible(kf_id)[0] if self.map.keyframes[int(k)].alive]
+        candidates = self._detect(kf_id, descriptors, neighbours)
+        self.places.add(kf_id, descriptors)
+        for candidate in candidates:
+            alignment = self._verify(kf_id, candidate)
+            if alignment is not None:
+                self._correct(kf_id, candidate, *alignment)
+                return True
+        return False
+
+    # ---- detection ----------------------------------------------------------------------------------------
+    def _detect(self, kf_id: int, descriptors: np.ndarray, neighbours: list[int]) -> list[int]:
+        if kf_id - self._last_loop_kf < self.cfg.min_keyframes_between or len(neighbours) == 0:
+            self._groups = []
+            return []
+        min_score = min(self.places.score(kf_id, n) for n in neighbours[:10]) if neighbours else 0.0
+        exclude = {kf_id, *neighbours}
+        ids, scores = self.places.query(descriptors, max_results=10, exclude=exclude)
+        raw = [k for k, s in zip(ids, scores) if s >= min_score and kf_id - k >= self.cfg.min_keyframes_between]
+        self.stats.candidates += len(raw)
+        return self._consistent(raw)
+
+    def _consistent(self, raw: list[int]) -> list[int]:
+        """ORB-SLAM's consistency check: a candidate's covisible group must overlap groups found for the
+        previous keyframes `min_consistency` times in a row."""
+        groups, accepted = [], []
+        for candidate in raw:
+            with self.map.lock:
+                group = {candidate, *(int(k) for k in self.map.covisible(candidate)[0][:10])}
+            consistency = 1 + max((g.consistency for g in self._groups if g.group & group), default=0)
+            groups.append(_Candidate(group, consistency))
+            if consistency >= self.cfg.min_consistency:
+                accepted.append(candidate)
+        self._groups = groups
+        return accepted
+
+    # ---- verification -------------------------------------------------------------------------------------
+    def _verify(self, kf_id: int, loop_kf: int):
+        """(S, keypoint indices, loop point ids) with S mapping the keyframe's (drifted) world onto the loop's."""
+        with self.map.lock:
+            kf = self.map.keyframes[kf_id]
+            T_cw = self.map.kf_poses[kf_id].copy()
+            kp = np.flatnonzero(kf.point_ids >= 0)
+            kp = kp[self.map.points.alive[kf.point_ids[kp]]]
+            X_cur = self.map.points.xyz[kf.point_ids[kp]].copy()
+            group = [loop_kf, *(int(k) for k in self.map.covisible(loop_kf)[0][:10])]
+            pts = np.concatenate([self.map.keyframes[k].point_ids for k in group if self.map.keyframes[k].alive])
+            pts = np.unique(pts[pts >= 0])
+            pts = pts[self.map.points.alive[pts] & ~np.isin(pts, kf.point_ids)]
+            X_loop = self.map.points.xyz[pts].copy()
+            desc_loop = self.map.points.descriptor[pts].copy()
+            seen = self._one_observation(pts)
+            descriptors, keypoints, inv_sigma2 = kf.descriptors, kf.keypoints, kf.inv_sigma2
+            th = self.map.match_thresholds.low
+        qi, ti = match_descriptors(descriptors[kp], desc_loop, th)
+        if len(qi) < self.cfg.min_matches // 2:
+            return None
+        uv = keypoints[kp[qi]].astype(np.float64)
+        sigma2 = 1.0 / inv_sigma2[kp[qi]]
+
+        obs_pose, obs_uv, obs_sigma2 = (a[ti] for a in seen)
+
+        def agrees(S: np.ndarray) -> np.ndarray:
+            # Both ways, as ORB-SLAM's Sim3Solver: the loop's points brought into the drifted world reproject
+            # onto the keyframe's keypoints, and the keyframe's points carried onto the loop reproject onto
+            # where the loop's keyframes saw them.
+            uv_hat, z = self.camera.project_world(T_cw, sim3_apply(sim3_inverse(S), X_loop[ti]))
+            ok = (z > 0) & (np.sum((uv_hat - uv) ** 2, axis=1) < CHI2_ALIGN * sigma2)
+            Xc = np.einsum("nij,nj->ni", obs_pose[:, :3, :3], sim3_apply(S, X_cur[qi])) + obs_pose[:, :3, 3]
+            z2 = Xc[:, 2]
+            uv2 = self.camera.project(np.where(z2[:, None] > 1e-9, Xc, 1.0))
+            return ok & (z2 > 0) & (np.sum((uv2 - obs_uv) ** 2, axis=1) < CHI2_ALIGN * obs_sigma2)
+
+        found = ransac_alignment(X_cur[qi], X_loop[ti], agrees, self.with_scale,
+                                 min_inliers=self.cfg.min_matches // 2)
+        if found is None:
+            return None
+        S = found.S
+        kp_more, idx = self._search_by_projection(T_cw, S, keypoints, descriptors, X_loop, desc_loop, th)
+        if not self.with_scale and len(kp_more) >= self.cfg.min_matches:
+            # Metric depth: refine the corrected pose on every match, with depth, as tracking would.
+            result = optimize_pose(T_cw @ sim3_inverse(S), X_loop[idx], keypoints[kp_more].astype(np.float64),
+                                   kf.u_right[kp_more], inv_sigma2[kp_more], self.camera)
+            S = sim3_inverse(result.T_cw) @ T_cw
+            kp_more, idx = kp_more[result.inliers], idx[result.inliers]
+        if len(kp_more) < self.cfg.min_matches:
+            return None
+        return S, kp_more, pts[idx]
+
+    def _one_observation(self, pts: np.ndarray):
+        """For each point, one keyframe that saw it (lock held): its pose, the pixel, the pixel's sigma^2."""
+        obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
+        _, first = np.unique(obs_pt, return_index=True)
+        order = np.searchsorted(obs_pt[first], pts)
+        kf_ids, kp = obs_kf[first][order], obs_kp[first][order]
+        poses = self.map.kf_poses[kf_ids]
+        uv = np.empty((len(pts), 2))
+        sigma2 = np.empty(len(pts))
+        for k in np.unique(kf_ids).tolist():
+            sel = kf_ids == k
+            uv[sel] = self.map.keyframes[k].keypoints[kp[sel]]
+            sigma2[sel] = 1.0 / self.map.keyframes[k].inv_sigma2[kp[sel]]
+        return poses, uv, sigma2
+
+    def _search_by_projection(self, T_cw, S, keypoints, descriptors, X_loop, desc_loop, th):
+        """Loop points projected into the corrected keyframe, matched to the nearest similar keypoint:
+        (keypoint indices, indices into the loop points)."""
+        from slam.matching import KeypointGrid, search_by_projection
+
+        uv, z = self.camera.project_world(T_cw, sim3_apply(sim3_inverse(S), X_loop))
+        sel = np.flatnonzero((z > 0) & self.camera.in_image(uv))
+        if len(sel) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        grid = KeypointGrid.build(keypoints, self.camera.width, self.camera.height)
+        octave = np.zeros(len(sel), np.int64)
+        pi, ki = search_by_projection(uv[sel], np.full(len(sel), 10.0), octave, desc_loop[sel], keypoints,
+                                      np.zeros(len(keypoints), np.int64), descriptors, grid,
+                                      np.zeros(len(keypoints), bool), th, ratio=1.0, octave_tol=-1)
+        return ki, sel[pi]
+
+    # ---- correction -----------------------------------------------------------------------------------------
+    def _correct(self, kf_id: int, loop_kf: int, S: np.ndarray, kp_idx: np.ndarray, loop_pts: np.ndarray) -> None:
+        start = time.perf_counter()
+        self.mapping.pause()
+        try:
+            with self.map.lock:
+                before = self._poses_as_similarities()
+                group = self._move_onto_loop(kf_id, S, before)
+                self._fuse_matches(kf_id, kp_idx, loop_pts)
+                self.map.refresh_connections(list(group))
+            with self.map.lock:
+                loop_group = [loop_kf, *(int(k) for k in self.map.covisible(loop_kf)[0][:10])]
+            for k in group:  # ORB-SLAM's SearchAndFuse: the loop's points into the corrected neighbourhood
+                self.mapping.fuse_points(self._points_of(loop_group), k)
+            self._optimize_essential_graph(kf_id, loop_kf, group, loop_group, before)
+        finally:
+            self.mapping.resume()
+        ms = (time.perf_counter() - start) * 1000.0
+        self.stats.loops.append(Loop(kf_id, loop_kf, len(kp_idx), sim3_scale(S), ms))
+        self._last_loop_kf = kf_id
+        self._groups = []
+
+    def _poses_as_similarities(self) -> dict[int, np.ndarray]:
+        return {int(k): self.map.kf_poses[k].copy() for k in self.map.alive_keyframe_ids()}
+
+    def _move_onto_loop(self, kf_id: int, S: np.ndarray, before: dict[int, np.ndarray]) -> set[int]:
+        """The keyframe and its covisible neighbours (lock held): poses S-corrected, their points carried along."""
+        group = {kf_id, *(int(k) for k in self.map.covisible(kf_id)[0] if self.map.keyframes[int(k)].alive)}
+        S_inv = sim3_inverse(S)
+        corrected = {k: before[k] @ S_inv for k in group}
+        p = self.map.points
+        moved = set()
+        for k in group:
+            ids = self.map.keyframes[k].point_ids
+            ids = ids[(ids >= 0)]
+            ids = ids[p.alive[ids] & ~np.isin(ids, list(moved))] if moved else ids[p.alive[ids]]
+            p.xyz[ids] = sim3_apply(S, p.xyz[ids])
+            moved.update(ids.tolist())
+            self.map.kf_poses[k] = _rigid(corrected[k])
+        self.map.update_point_geometry(np.fromiter(moved, np.int64, len(moved)))
+        self.map.generation += 1
+        self._corrected = corrected
+        return group
+
+    def _fuse_matches(self, kf_id: int, kp_idx: np.ndarray, loop_pts: np.ndarray) -> None:
+        """The keyframe's keypoints matched to loop points: the loop's point replaces the keyframe's (lock held)."""
+        kf = self.map.keyframes[kf_id]
+        add_kp, add_pt = [], []
+        for k, pt in zip(kp_idx.tolist(), loop_pts.tolist()):
+            if not self.map.points.alive[pt]:
+                continue
+            current = int(kf.point_ids[k])
+            if current >= 0 and self.map.points.alive[current]:
+                self.map.replace_point(current, pt)
+            elif pt not in kf.point_ids:
+                add_kp.append(k)
+                add_pt.append(pt)
+        if add_kp:
+            self.map.add_observations(np.full(len(add_kp), kf_id), np.array(add_kp), np.array(add_pt))
+
+    def _points_of(self, kf_ids: list[int]) -> np.ndarray:
+        with self.map.lock:
+            pts = np.concatenate([self.map.keyframes[k].point_ids for k in kf_ids])
+            pts = np.unique(pts[pts >= 0])
+            return pts[self.map.points.alive[pts]]
+
+    def _optimize_essential_graph(self, kf_id: int, loop_kf: int, group: set[int], loop_group: list[int],
+                                  before: dict[int, np.ndarray]) -> None:
+        with self.map.lock:
+            ids = [int(k) for k in self.map.alive_keyframe_ids()]
+            index = {k: i for i, k in enumerate(ids)}
+            # Initial estimates: corrected poses for the loop's neighbourhood, the old ones elsewhere.
+            start = np.stack([self._corrected.get(k, before.get(k, self.map.kf_poses[k])) for k in ids])
+            edges = self._graph_edges(ids, index, group, loop_group, before)
+        fixed = np.zeros(len(ids), bool)
+        fixed[index[loop_kf]] = True
+        optimized = optimize_pose_graph(start, edges, fixed, self.with_scale)
+        with self.map.lock:
+            self._apply_graph(ids, start, optimized)
+            self.map.generation += 1
+
+    def _graph_edges(self, ids, index, group, loop_group, before) -> list[PoseGraphEdge]:
+        """Chain and strong covisibility edges measured before the correction; loop edges after it."""
+        edges, seen = [], set()
+
+        def add(a: int, b: int, S_a: np.ndarray, S_b: np.ndarray) -> None:
+            key = (min(a, b), max(a, b))
+            if a == b or key in seen or a not in index or b not in index:
+                return
+            seen.add(key)
+            edges.append(PoseGraphEdge(index[a], index[b], relative(S_a, S_b)))
+
+        def pose(k: int) -> np.ndarray:
+            return before.get(k, self.map.kf_poses[k])
+
+        for previous, k in zip(ids, ids[1:]):
+            add(previous, k, pose(previous), pose(k))
+        for k in ids:
+            near, weights = self.map.covisible(k)
+            for n, w in zip(near.tolist(), weights.tolist()):
+                if w >= STRONG_COVISIBILITY and not ((k in group) ^ (n in group)):
+                    add(k, n, pose(k), pose(n))
+        for k in group:
+            for n in loop_group:
+                if n in index and n not in group:
+                    add(k, n, self._corrected[k], pose(n))
+        return edges
+
+    def _apply_graph(self, ids: list[int], start: np.ndarray, optimized: np.ndarray) -> None:
+        """New keyframe poses; each point follows its reference keyframe's correction (lock held)."""
+        correction = {k: sim3_inverse(optimized[i]) @ start[i] for i, k in enumerate(ids)}
+        p = self.map.points
+        alive = self.map.alive_point_ids()
+        refs = p.ref_kf[alive]
+        for k in np.unique(refs).tolist():
+            if k in correction:
+                sel = alive[refs == k]
+                p.xyz[sel] = sim3_apply(correction[k], p.xyz[sel])
+        for i, k in enumerate(ids):
+            self.map.kf_poses[k] = _rigid(optimized[i])
+        self.map.update_point_geometry(alive)
+
+
+def _rigid(S: np.ndarray) -> np.ndarray:
+    """A camera pose from a similarity world-to-camera transform: the scale divides the translation."""
+    s = sim3_scale(S)
+    T = np.eye(4)
+    T[:3, :3] = S[:3, :3] / s
+    T[:3, 3] = S[:3, 3] / s
+    return T

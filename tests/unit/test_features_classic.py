@@ -1,0 +1,83 @@
+"""Classical extractors on generated images: ORB's spread, SIFT / RootSIFT descriptors, the registry, and
+that the ORB path never loads torch."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from slam.config import FeaturesConfig
+from slam.errors import SlamInputError
+from slam.features import EXTRACTORS, create_extractor, extract_batch
+from slam.features.orb import OrbExtractor
+from slam.features.sift import SiftExtractor
+
+
+def _uneven_texture(seed=0, shape=(480, 640), low=0.8):
+    """Random texture whose contrast falls from 1 (right) to `low` (left)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (shape[0] // 4, shape[1] // 4)).astype(np.float32)
+    texture = cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    contrast = np.linspace(low, 1.0, shape[1])[None, :]
+    return np.clip(128 + contrast * (texture - 128), 0, 255).astype(np.uint8)
+
+
+def _cell_counts(keypoints: np.ndarray, shape, n=4) -> np.ndarray:
+    rows = np.clip((keypoints[:, 1] * n // shape[0]).astype(int), 0, n - 1)
+    cols = np.clip((keypoints[:, 0] * n // shape[1]).astype(int), 0, n - 1)
+    return np.bincount(rows * n + cols, minlength=n * n)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_orb_spreads_keypoints_over_the_image(seed):
+    image = _uneven_texture(seed)
+    features = OrbExtractor(n_features=500).extract(image)
+    plain = np.array([k.pt for k in cv2.ORB_create(nfeatures=500).detect(image, None)])
+    ours, theirs = _cell_counts(features.keypoints, image.shape), _cell_counts(plain, image.shape)
+    assert len(features) == 500
+    assert np.count_nonzero(ours) >= 14
+    # OpenCV's ORB alone keeps the strongest corners, crowding the high-contrast cells.
+    assert ours.max() < 0.8 * theirs.max()
+
+
+def test_sift_and_rootsift_descriptors():
+    image = _uneven_texture(1)
+    sift = SiftExtractor(n_features=300).extract(image)
+    root = SiftExtractor(n_features=300, root=True).extract(image)
+    assert sift.descriptors.dtype == np.float32 and sift.descriptors.shape[1] == 128
+    np.testing.assert_allclose(np.linalg.norm(sift.descriptors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(root.descriptors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(sift.keypoints, root.keypoints)
+    # RootSIFT is the square root of the L1-normalised histogram.
+    raw = cv2.SIFT_create(nfeatures=300).detectAndCompute(image, None)[1].astype(np.float64)
+    expected = np.sqrt(raw / raw.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(root.descriptors, expected, atol=1e-5)
+    assert sift.octave.min() >= 0 and sift.octave.max() <= 7
+
+
+def test_registry_builds_classical_extractors_and_refuses_unknown_names():
+    assert {"orb", "sift", "rootsift", "superpoint", "xfeat"} <= set(EXTRACTORS)
+    image = _uneven_texture(2)
+    for name, dtype in (("orb", np.uint8), ("sift", np.float32), ("rootsift", np.float32)):
+        extractor = create_extractor(FeaturesConfig(type=name, n_features=200))
+        features = extract_batch(extractor, [image, image])
+        assert features[0].descriptors.dtype == dtype == extractor.descriptor_dtype
+        assert features[0].descriptors.shape[1] == extractor.descriptor_size
+        np.testing.assert_array_equal(features[0].keypoints, features[1].keypoints)
+    with pytest.raises(SlamInputError, match="unknown feature type 'surf'"):
+        create_extractor(FeaturesConfig(type="surf"))
+
+
+def test_orb_path_never_imports_torch():
+    code = (
+        "import sys, numpy as np\n"
+        "import slam.cli, slam.system, slam.runner, slam.bench_features, slam.features.matchers\n"
+        "from slam.config import FeaturesConfig\n"
+        "from slam.features import create_extractor\n"
+        "create_extractor(FeaturesConfig()).extract(np.random.default_rng(0).integers(0, 255, (240, 320), np.uint8))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
