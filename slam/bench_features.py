@@ -164,7 +164,9 @@ def run_benchmark(
     log(f"{sum(len(p.pairs) for p in pair_sets)} pairs, {sum(len(p.frames) for p in pair_sets)} images")
     rows: list[Row] = []
     for extractor_name in extractors:
-        fcfg = FeaturesConfig(type=extractor_name, n_features=n_features, weights=weights, device=device)
+        # the weights file is SuperPoint's; XFeat's come from its package
+        own = weights if extractor_name == "superpoint" else None
+        fcfg = FeaturesConfig(type=extractor_name, n_features=n_features, weights=own, device=device)
         extractor = create_extractor(fcfg)
         chosen = [m for e, m in combinations([extractor_name], matchers)]
         by_matcher = {m: {e: Row(extractor_name, m, e) for e in estimators} for m in chosen}

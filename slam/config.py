@@ -111,6 +111,8 @@ class LoopClosingConfig:
     min_keyframes_between: int = 10  # keyframes after a loop (and between a keyframe and its candidates)
     min_consistency: int = 3  # consecutive keyframes that must agree on a candidate
     min_matches: int = 40  # point matches that confirm a loop (half of them from the RANSAC alignment)
+    max_rotation_std_deg: float = 0.2  # RGB-D / stereo: how well the loop's matches must pin the pose down
+    max_translation_std_m: float = 0.01
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 from slam.camera import Camera
 from slam.config import Config
 from slam.map import Map
-from slam.optimizer import optimize_pose
+from slam.optimizer import optimize_pose, pose_covariance
 from slam.pose_graph import PoseGraphEdge, optimize_pose_graph, relative
 from slam.relocalization import match_descriptors
 from slam.similarity import ransac_alignment, sim3_apply, sim3_inverse, sim3_scale
@@ -192,9 +192,21 @@ class LoopCloser:
                                    kf.u_right[kp_more], inv_sigma2[kp_more], self.camera)
             S = sim3_inverse(result.T_cw) @ T_cw
             kp_more, idx = kp_more[result.inliers], idx[result.inliers]
+            if not self._well_constrained(result.T_cw, X_loop[idx], inv_sigma2[kp_more], kf.u_right[kp_more]):
+                return None
         if len(kp_more) < self.cfg.min_matches:
             return None
         return S, kp_more, pts[idx]
+
+    def _well_constrained(self, T_cw, X, inv_sigma2, u_right) -> bool:
+        """Matches bunched in a strip of the image trade rotation for translation: such a loop would move
+        the map by a guess, so it waits for a keyframe that sees more of the place."""
+        if len(X) < 6:
+            return False
+        cov = pose_covariance(T_cw, X, inv_sigma2, u_right, self.camera)
+        rot_std = np.degrees(np.sqrt(max(np.linalg.eigvalsh(cov[:3, :3]).max(), 0.0)))
+        trans_std = np.sqrt(max(np.linalg.eigvalsh(cov[3:, 3:]).max(), 0.0))
+        return rot_std <= self.cfg.max_rotation_std_deg and trans_std <= self.cfg.max_translation_std_m
 
     def _one_observation(self, pts: np.ndarray):
         """For each point, one keyframe that saw it (lock held): its pose, the pixel, the pixel's sigma^2."""

@@ -485,9 +485,9 @@ def pose_covariance(T_cw: np.ndarray, X_w: np.ndarray, inv_sigma2: np.ndarray, u
     x, y, z = Xc[:, 0], Xc[:, 1], np.maximum(Xc[:, 2], 1e-9)
     fx, fy, bf = camera.fx, camera.fy, camera.bf
     # d(projection)/d(camera point) times d(camera point)/d(xi) with xi = (phi, rho): dXc = -[Xc]x phi + rho.
-    rows = [(np.stack([np.zeros_like(x), z, -y], 1), np.stack([-z, np.zeros_like(x), x], 1),
-             np.stack([y, -x, np.zeros_like(x)], 1))]
-    dX = np.stack(rows[0], axis=1)  # (N, 3 coords, 3 rot) = -[Xc]x
+    zero = np.zeros_like(x)
+    dX = np.stack([np.stack([zero, z, -y], 1), np.stack([-z, zero, x], 1), np.stack([y, -x, zero], 1)],
+                  axis=1)  # (N, 3 coordinates, 3 rotation parameters) = -[Xc]x
     du = np.stack([fx / z, np.zeros_like(z), -fx * x / z**2], 1)
     dv = np.stack([np.zeros_like(z), fy / z, -fy * y / z**2], 1)
     H = np.zeros((6, 6))
