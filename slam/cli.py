@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, default=None)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--save-map", metavar="FILE", default=None, help="write the final map (see slam/map_io.py)")
+    run.add_argument("--load-map", metavar="FILE", default=None, help="start from a saved map")
+    run.add_argument("--localize", action="store_true", help="with --load-map: track in the map, do not change it")
     run.set_defaults(func=_cmd_run)
 
     ev = sub.add_parser("eval", help="ATE / RPE of an estimated trajectory against ground truth")
@@ -121,13 +124,15 @@ def _cmd_run(args) -> int:
 
         overrides = calibration_overrides(args.calib) + overrides
     config = load_config(args.config, overrides)
-    return _run_and_report(config, args.data, args.out, args.max_frames, not args.quiet)
+    maps = {"load_map": args.load_map, "localize": args.localize, "save_map": args.save_map}
+    return _run_and_report(config, args.data, args.out, args.max_frames, not args.quiet, maps)
 
 
-def _run_and_report(config, data, out, max_frames, progress) -> int:
+def _run_and_report(config, data, out, max_frames, progress, maps: dict | None = None) -> int:
     from slam.runner import run_sequence
 
-    result = run_sequence(config, data, out, max_frames=max_frames, progress=progress, started_at=_STARTED)
+    result = run_sequence(config, data, out, max_frames=max_frames, progress=progress, started_at=_STARTED,
+                          **(maps or {}))
     s = result.summary
     print(f"frames={s['frames']} tracked={s['tracked_frames']} keyframes={s['keyframes']} "
           f"map_points={s['map_points']} fps={s['fps']:.1f} tracking_ms_p50={s['tracking_ms_p50']:.1f}")

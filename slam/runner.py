@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from slam import map_io
 from slam.config import Config, to_dict
 from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.export import write_json, write_ply
@@ -65,15 +67,30 @@ class RunObserver(Protocol):
 
 def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Path, max_frames: int | None = None,
                  progress: bool = True, started_at: float | None = None, threaded: bool = True,
-                 observer: RunObserver | None = None) -> RunResult:
-    """Run `data` (a path opened per config.dataset, or an opened Sequence such as a live capture)."""
+                 observer: RunObserver | None = None, load_map: str | Path | None = None,
+                 localize: bool = False, save_map: str | Path | None = None) -> RunResult:
+    """Run `data` (a path opened per config.dataset, or an opened Sequence such as a live capture).
+
+    `load_map` starts from a saved map (slam.map_io): tracking relocalises in it, then mapping continues,
+    or, with `localize`, the map stays fixed (no mapping, no loop closing). `save_map` writes the final map.
+    """
     started_at = time.perf_counter() if started_at is None else started_at
     out_dir = Path(out_dir)
     check_viewer(config.viewer)  # a viewer that cannot work here is refused before anything starts
     sequence = data if isinstance(data, Sequence) else open_sequence(data, config)
     report_input_problems(sequence)
     out_dir.mkdir(parents=True, exist_ok=True)
-    system = System(config, sequence.camera, threaded=threaded)
+    initial_map = None
+    if load_map is not None:
+        initial_map = map_io.load_map(load_map, sequence.camera, config.mode,
+                                      recycle=config.mapping.max_keyframes > 0)
+        if localize:
+            config = dataclasses.replace(
+                config, mapping=dataclasses.replace(config.mapping, enabled=False),
+                loop_closing=dataclasses.replace(config.loop_closing, enabled=False))
+    elif localize:
+        raise SlamInputError("--localize needs a map to localise in (--load-map FILE)")
+    system = System(config, sequence.camera, threaded=threaded, initial_map=initial_map, localize_only=localize)
     warm_up(system.map.points.descriptor.dtype)  # compile (or load cached) numba kernels before timing starts
     system.start()
     startup_s = time.perf_counter() - started_at
@@ -132,6 +149,8 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
         summary.update(observer.summary())
     summary.update(viewer.summary())  # ends the viewer (recording: its overview image)
     evaluation = _write_outputs(out_dir, config, sequence, system, summary)
+    if save_map is not None:
+        map_io.save_map(save_map, system.map, sequence.camera, config.mode)
     return RunResult(out_dir, summary, exit_code, error, evaluation, timings)
 
 

@@ -29,13 +29,15 @@ from slam.trajectory import Trajectory
 
 
 class System:
-    def __init__(self, config: Config, camera: Camera, threaded: bool = True):
+    def __init__(self, config: Config, camera: Camera, threaded: bool = True, initial_map: Map | None = None,
+                 localize_only: bool = False):
         self.config = config
         self.camera = camera
         extractor = create_extractor(config.features)
         scales = level_scales(extractor.scale_factor, extractor.n_levels)
-        self.map = Map(extractor.descriptor_size, extractor.descriptor_dtype, extractor.scale_factor,
-                       extractor.n_levels, recycle=config.mapping.max_keyframes > 0)  # a sliding window: reuse rows
+        self.map = initial_map if initial_map is not None else Map(
+            extractor.descriptor_size, extractor.descriptor_dtype, extractor.scale_factor, extractor.n_levels,
+            recycle=config.mapping.max_keyframes > 0)  # a sliding window: reuse rows
         self.mapper = LocalMapper(config, self.map, camera, scales)
         self.places = _keyframe_places(config, self.map, extractor.descriptor_dtype)
         self.loop_closer = None
@@ -47,6 +49,8 @@ class System:
         elif self.places is not None:
             self.mapper.on_keyframe_done = self._index_keyframe
         self.tracker = Tracker(config, self.map, self.mapper, scales, self.places)
+        if initial_map is not None:
+            self._start_from_loaded_map(localize_only)
         self.builder = FrameBuilder(config.mode, camera, extractor)
         # mapping.threaded false: synchronous mapping, so the same input gives the same trajectory
         self.threaded = threaded and config.mapping.enabled and config.mapping.threaded
@@ -74,6 +78,13 @@ class System:
             self.loop_closer.run(self._stop)
         except BaseException as exc:  # noqa: BLE001 - reported to the tracking thread
             self.failure = exc
+
+    def _start_from_loaded_map(self, localize_only: bool) -> None:
+        """A loaded map: every keyframe is a place to relocalise at; tracking starts lost and finds itself."""
+        for kf_id in self.map.alive_keyframe_ids().tolist():
+            if self.places is not None:
+                self.places.add(kf_id, self.map.keyframes[kf_id].descriptors)
+        self.tracker.start_in_map(localize_only)
 
     def _index_keyframe(self, kf_id: int) -> None:
         """Without loop closing, mapped keyframes still go into place recognition, for relocalisation."""

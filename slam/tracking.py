@@ -130,6 +130,7 @@ class Tracker:
         self._init_ref: Frame | None = None  # monocular: the first view of the two-view initialisation
         self._init_prev_uv: np.ndarray | None = None  # where each reference keypoint was last matched
         self.initialized_frame = -1  # frame id at which the map was started
+        self.localize_only = False  # tracking against a loaded map that stays fixed
         # A sliding-window map (VO mode) forgets points, so frames keep their observations only without one.
         self.keep_observations = self.cfg.final_pose_refinement and config.mapping.max_keyframes == 0
 
@@ -171,6 +172,14 @@ class Tracker:
         self.last, self.last_matches = frame, matches
         return TrackResult(frame.id, frame.timestamp, TrackingState.OK, frame.T_cw.copy(), n_inliers, kf_id,
                            frame.point_ids >= 0)
+
+    def start_in_map(self, localize_only: bool) -> None:
+        """Track against a map built before (loaded from a file): lost until relocalised; with
+        `localize_only` the map stays as it is (no keyframes are added)."""
+        alive = self.map.alive_keyframe_ids()
+        self.reference_kf = int(alive[-1]) if len(alive) else -1
+        self.state = TrackingState.LOST if len(alive) else TrackingState.NOT_INITIALIZED
+        self.localize_only = localize_only
 
     def _follow_map_correction(self) -> None:
         """Loop closing moved the keyframes: place the last frame again through its reference keyframe."""
@@ -427,7 +436,7 @@ class Tracker:
 
     # ---- keyframes ------------------------------------------------------------------------------------
     def _maybe_insert_keyframe(self, frame: Frame, n_inliers: int) -> int:
-        if not self._need_keyframe(frame, n_inliers):
+        if self.localize_only or not self._need_keyframe(frame, n_inliers):
             return -1
         depth_order = np.argsort(np.where(frame.depth > 0, frame.depth, np.inf), kind="stable")
         candidates = depth_order[(frame.depth[depth_order] > 0) & (frame.point_ids[depth_order] < 0)]

@@ -19,7 +19,7 @@ def add_commands(sub) -> None:
     live.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default configs/live_mono.yaml)")
     live.add_argument("--out", default=None, help="output folder (default runs/live-DATE-TIME)")
     live.add_argument("--record", metavar="DIR", help="also write the frames as a folder `slam run` replays")
-    live.add_argument("--save-map", metavar="FILE", help="save the map at the end (not built yet)")
+    live.add_argument("--save-map", metavar="FILE", help="save the map at the end (see slam/map_io.py)")
     live.add_argument("--viewer", choices=VIEWER_MODES, default=None)
     live.add_argument("--max-frames", type=int, default=None)
     live.add_argument("--fps", type=float, default=None, help="play --video at this rate (default: its own)")

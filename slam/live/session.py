@@ -26,7 +26,7 @@ class LiveOptions:
     record_dir: Path | None = None
     max_frames: int | None = None
     fps: float | None = None  # play a video file at this rate instead of its own
-    save_map: Path | None = None  # accepted now, refused until map saving exists
+    save_map: Path | None = None  # where the final map goes (slam/map_io.py)
     log_every_s: float = 2.0
 
 
@@ -35,11 +35,6 @@ def run_live(
 ) -> RunResult:
     """Run until the source ends, `max_frames`, the viewer's `q` or Ctrl-C; outputs are written in every case."""
     log = log or _log_stderr
-    if options.save_map is not None:
-        raise SlamInputError(
-            "saving the map is not built yet (the run still writes map.ply and the trajectory to its output folder)",
-            "--save-map",
-        )
     if config.mode != "mono":
         raise SlamInputError(
             f"a live source gives only images: slam live needs mode mono, got '{config.mode}'", "config"
@@ -66,6 +61,7 @@ def run_live(
             progress=False,
             started_at=started_at,
             observer=monitor,
+            save_map=options.save_map,
         )
     finally:
         (feed or capture).close()  # normally closed already when the run's iteration ended
