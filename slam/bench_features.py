@@ -95,16 +95,16 @@ def _poses_at(gt: Trajectory, stamps: np.ndarray, max_diff: float = 0.01) -> tup
     return gt.poses[k], np.abs(gt.timestamps[k] - stamps) <= max_diff
 
 
-def extract_all(extractor, frames: dict[int, np.ndarray]) -> tuple[dict[int, Features], float]:
-    """Features of every frame and the mean milliseconds per image (one image per call, after a warm-up)."""
+def extract_all(extractor, frames: dict[int, np.ndarray]) -> tuple[dict[int, Features], list[float]]:
+    """Features of every frame and the milliseconds each took (one image per call, after a warm-up)."""
     first = next(iter(frames.values()))
     extractor.extract(first)
-    out, total = {}, 0.0
+    out, ms = {}, []
     for i, image in frames.items():
         start = time.perf_counter()
         out[i] = extractor.extract(image)
-        total += time.perf_counter() - start
-    return out, 1000.0 * total / max(len(frames), 1)
+        ms.append(1000.0 * (time.perf_counter() - start))
+    return out, ms
 
 
 def evaluate_pairs(
@@ -173,15 +173,14 @@ def run_benchmark(
         ms = []
         for pairs in pair_sets:
             features, ms_per_image = extract_all(extractor, pairs.frames)
-            ms.append((ms_per_image, len(pairs.frames)))
+            ms += ms_per_image
             for matcher_name in chosen:
                 evaluate_pairs(
                     pairs, features, _matcher(matcher_name, device), estimators, cfg, by_matcher[matcher_name]
                 )
-        mean_ms = sum(a * n for a, n in ms) / sum(n for _, n in ms)
         for group in by_matcher.values():
             for row in group.values():
-                row.extract_ms = mean_ms
+                row.extract_ms = float(np.median(ms))  # the median: robust to other processes on a shared CPU
                 rows.append(row)
                 log(_row_cells(row, [p.name for p in pair_sets]))
     return rows
@@ -199,7 +198,7 @@ def _row_cells(row: Row, sequences: list[str]) -> str:
         f"{np.mean(row.matches):.0f}",
         f"{np.mean(row.inliers):.0f}",
         f"{row.extract_ms:.0f}",
-        f"{np.mean(row.match_ms):.1f}",
+        f"{np.median(row.match_ms):.1f}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -207,7 +206,7 @@ def _row_cells(row: Row, sequences: list[str]) -> str:
 def format_tables(rows: list[Row], gaps: list[int]) -> str:
     sequences = list(SEQUENCES)
     head = ["extractor", "matcher", "estimator"] + [f"mAA {s}" for s in sequences]
-    head += ["mAA all", "matches", "inliers", "extract ms/img", "match ms/pair"]
+    head += ["mAA all", "matches", "inliers", "extract ms/img (median)", "match ms/pair (median)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [_row_cells(row, sequences) for row in rows]
     lines += ["", "mAA by frame gap (both sequences):", ""]

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import numpy as np
 from slam.camera import Camera
 from slam.errors import SlamInputError
 from slam.map import KeyFrame, Map
+from slam.npzfile import read_npz
 
 FORMAT = "slam-map"
 VERSION = 1
@@ -92,29 +91,13 @@ def _map_arrays(m: Map) -> dict[str, np.ndarray]:
 def load_map(path: str | Path, camera: Camera, mode: str, recycle: bool = False) -> Map:
     """The saved map, checked against the camera and mode it will be used with."""
     path = Path(path)
-    arrays = _read(path)
+    arrays = read_npz(path, _KEYS, "map")
     meta = _meta(arrays, path)
     _check_compatible(meta, camera, mode, path)
     try:
         return _rebuild(arrays, meta, recycle)
     except (ValueError, IndexError, TypeError) as exc:
         raise SlamInputError(f"inconsistent map file ({' '.join(str(exc).split())})", path) from None
-
-
-def _read(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise SlamInputError("map file not found", path)
-    try:
-        if not zipfile.is_zipfile(path):
-            raise SlamInputError("not a map file (not an .npz archive; truncated?)", path)
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in _KEYS if k not in archive.files]
-            if missing:
-                raise SlamInputError(f"not a map file (missing {', '.join(missing)})", path)
-            return {k: archive[k] for k in _KEYS}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlamInputError(f"cannot read map (corrupt or truncated: {reason})", path) from None
 
 
 def _meta(arrays: dict[str, np.ndarray], path: Path) -> dict:

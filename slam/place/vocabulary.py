@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 
 from slam.errors import SlamInputError
 from slam.matching import as_kernel
+from slam.npzfile import read_npz
 from slam.place.bow import BowVector
 from slam.place.kmeans import Tree, build_tree, descend
 
@@ -222,19 +221,7 @@ def train_vocabulary(
 def load_vocabulary(path: str | Path | None = None) -> Vocabulary:
     """Read a vocabulary file; None gives the ORB vocabulary shipped with the package."""
     path = Path(path) if path is not None else DEFAULT_VOCABULARY
-    if not path.is_file():
-        raise SlamInputError("vocabulary file not found", path)
-    try:
-        if not zipfile.is_zipfile(path):
-            raise SlamInputError("not a vocabulary file (not an .npz archive; truncated?)", path)
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in _KEYS if k not in archive.files]
-            if missing:
-                raise SlamInputError(f"not a vocabulary file (missing {', '.join(missing)})", path)
-            arrays = {k: archive[k] for k in _KEYS}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlamInputError(f"cannot read vocabulary (corrupt or truncated: {reason})", path) from None
+    arrays = read_npz(path, _KEYS, "vocabulary")
     return _from_arrays(arrays, path)
 
 

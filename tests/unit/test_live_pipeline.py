@@ -4,10 +4,10 @@ with tracking slowed down so frames must be dropped; its recording replays throu
 from __future__ import annotations
 
 import json
-import zipfile
 import os
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import cv2
