@@ -97,6 +97,12 @@ CASES: tuple[Case, ...] = (
          targets=(ate_at_most(0.18), ALL_FRAMES_TRACKED)),
     Case("euroc_v101_stereo", "configs/euroc_stereo.yaml", "euroc/V1_01_easy",
          note="the vehicle stands still in this chunk: speed only, no ATE target"),
+    Case("synthetic_mono_300", "configs/synthetic_mono.yaml", synthetic_orbit_300,
+         targets=(ate_at_most(0.01), Target("tracked_fraction", ">=", 0.95)), note="Sim(3) ATE"),
+    Case("tum_fr3_teddy_mono", "configs/tum_fr3_mono.yaml", "tum/rgbd_dataset_freiburg3_teddy",
+         targets=(ate_at_most(0.015), Target("tracked_fraction", ">=", 0.9)), note="Sim(3) ATE"),
+    Case("kitti_07_mono", "configs/kitti_04-12_mono.yaml", "kitti/sequences/07",
+         targets=(ate_at_most(0.35), Target("tracked_after_init", ">=", 0.95)), note="Sim(3) ATE"),
 )
 
 
@@ -176,11 +182,15 @@ def _tail(text: str) -> str:
 
 
 def with_derived_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """run.json plus tracked_fraction = tracked_frames / frames."""
+    """run.json plus tracked_fraction = tracked_frames / frames and, for monocular runs (which start once
+    two views give a map), tracked_after_init = tracked_frames / frames from the initialisation on."""
     out = dict(metrics)
     frames, tracked = metrics.get("frames"), metrics.get("tracked_frames")
     if isinstance(frames, int) and isinstance(tracked, int) and frames > 0:
         out["tracked_fraction"] = tracked / frames
+        start = metrics.get("initialized_frame")
+        if isinstance(start, int) and 0 <= start < frames:
+            out["tracked_after_init"] = tracked / (frames - start)
     return out
 
 

@@ -74,15 +74,25 @@ def test_tracked_fraction_derived(bench, tmp_path):
     assert bench.ALL_FRAMES_TRACKED.met_by(1.0)
 
 
+def test_tracked_after_initialisation_derived(bench, tmp_path):
+    record = fake_run(bench, tmp_path, 1, frames=160, tracked_frames=140, initialized_frame=10)
+    assert record["metrics"]["tracked_after_init"] == pytest.approx(140 / 150)
+
+
 def test_case_table_matches_the_brief(bench):
     cases = {c.name: c for c in bench.CASES}
-    assert list(cases) == ["synthetic_rgbd_300", "tum_fr3_teddy_rgbd", "kitti_06_stereo", "euroc_v101_stereo"]
+    assert list(cases) == ["synthetic_rgbd_300", "tum_fr3_teddy_rgbd", "kitti_06_stereo", "euroc_v101_stereo",
+                           "synthetic_mono_300", "tum_fr3_teddy_mono", "kitti_07_mono"]
     bounds = {name: {t.metric: t.bound for t in c.targets} for name, c in cases.items()}
     assert bounds["synthetic_rgbd_300"] == {"ate_rmse_m": 0.005, "tracked_fraction": 1.0}
     assert bounds["tum_fr3_teddy_rgbd"] == {"ate_rmse_m": 0.007, "tracked_fraction": 1.0, "fps": 25.0,
                                             "tracking_ms_p50": 25.0, "peak_rss_mb": 800.0}
     assert bounds["kitti_06_stereo"] == {"ate_rmse_m": 0.18, "tracked_fraction": 1.0}
     assert bounds["euroc_v101_stereo"] == {}
+    # Issue #4's monocular targets (Sim(3) ATE).
+    assert bounds["synthetic_mono_300"] == {"ate_rmse_m": 0.01, "tracked_fraction": 0.95}
+    assert bounds["tum_fr3_teddy_mono"] == {"ate_rmse_m": 0.015, "tracked_fraction": 0.9}
+    assert bounds["kitti_07_mono"] == {"ate_rmse_m": 0.35, "tracked_after_init": 0.95}
     assert all(c.max_frames is None for c in cases.values())
     assert all((TOOL.parents[1] / c.config).is_file() for c in cases.values())
     with pytest.raises(ValueError, match="unknown"):
