@@ -211,12 +211,13 @@ def _enough_parallax(R, t, xyz) -> np.ndarray:
 
 def match_for_initialization(kp1: np.ndarray, oct1: np.ndarray, desc1: np.ndarray, angle1: np.ndarray,
                              prev_uv: np.ndarray, kp2: np.ndarray, oct2: np.ndarray, desc2: np.ndarray,
-                             angle2: np.ndarray, grid2: KeypointGrid, radius: float) -> tuple[np.ndarray, np.ndarray]:
+                             angle2: np.ndarray, grid2: KeypointGrid, radius: float,
+                             max_distance: float = TH_LOW) -> tuple[np.ndarray, np.ndarray]:
     """ORB-SLAM's SearchForInitialization: each reference keypoint's best match, same scale, within
     `radius` of where it was last seen, ratio 0.9, then only the dominant rotations kept."""
     radii = np.full(len(kp1), radius)
     i1, i2 = search_by_projection(prev_uv, radii, oct1, desc1, kp2, oct2, desc2, grid2,
-                                  np.zeros(len(kp2), bool), TH_LOW, ratio=0.9, octave_tol=0)
+                                  np.zeros(len(kp2), bool), max_distance, ratio=0.9, octave_tol=0)
     keep = rotation_consistent(angle1[i1], angle2[i2])
     return i1[keep], i2[keep]
 

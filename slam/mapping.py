@@ -416,7 +416,10 @@ class LocalMapper:
     def global_bundle_adjustment(self, iterations: int = 15) -> None:
         """All keyframes and points, the first keyframe fixed (run once at the end of a sequence)."""
         with self.map.lock:
-            problem = self._gather_ba(self.map.alive_keyframe_ids().tolist())
+            window = self.map.alive_keyframe_ids().tolist()
+            if len(window) < 2:
+                return  # no map yet (a monocular run that never initialised) or nothing to adjust
+            problem = self._gather_ba(window)
         if problem is None:
             return
         result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations)

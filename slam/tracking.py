@@ -215,7 +215,8 @@ class Tracker:
             return not_yet
         i1, i2 = match_for_initialization(ref.keypoints, ref.octave, ref.descriptors, ref.features.angle,
                                           self._init_prev_uv, frame.keypoints, frame.octave, frame.descriptors,
-                                          frame.features.angle, frame.grid(), s.search_radius_px)
+                                          frame.features.angle, frame.grid(), s.search_radius_px,
+                                          self.map.match_thresholds.low)
         if len(i1) < s.min_matches:
             self._set_init_reference(frame)  # the views share too little: start over from this one
             return not_yet

@@ -172,12 +172,27 @@ def read_kitti_poses(path: str | Path, timestamps: np.ndarray | None = None,
     bad = ~np.all(np.isfinite(data), axis=1)
     if notes is None and bad.any():
         raise SlamInputError(f"line {lines[bad].min()}: NaN or infinite value in poses", path)
+    no_rotation = ~bad & ~_is_rotation(np.where(bad[:, None], 0.0, data).reshape(-1, 3, 4)[:, :, :3])
+    if notes is None and no_rotation.any():
+        raise SlamInputError(f"line {lines[no_rotation].min()}: the pose's 3x3 part is not a rotation", path)
     if notes is not None:
         _drop_note(notes, path, lines[bad], len(data), "a NaN or infinite value")
-        data, timestamps = data[~bad], timestamps[~bad]
+        _drop_note(notes, path, lines[no_rotation], len(data), "a 3x3 part that is not a rotation")
+        keep = ~bad & ~no_rotation
+        if not keep.any():
+            raise SlamInputError("no usable poses (NaN or infinite values, or no rotation)", path)
+        data, timestamps = data[keep], timestamps[keep]
     poses = np.tile(np.eye(4), (len(data), 1, 1))
     poses[:, :3, :] = data.reshape(-1, 3, 4)
     return Trajectory(timestamps, poses)
+
+
+def _is_rotation(R: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """Orthonormal with determinant +1, up to the rounding of a text file."""
+    if len(R) == 0:
+        return np.zeros(0, bool)
+    err = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+    return (err < tolerance) & (np.linalg.det(R) > 0)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
