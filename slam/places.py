@@ -1,51 +1,39 @@
-"""Keyframe place recognition for loop closing and relocalisation: bag-of-words vectors of the keyframes
-and queries against them (slam.place holds the vocabulary and the scoring)."""
+"""Keyframe place recognition for loop closing and relocalisation: the keyframes' bag-of-words vectors in
+an inverted-index database (slam.place holds the vocabulary, the scoring and the database)."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from slam.place.bow import BowVector, score
+from slam.place.bow import score
+from slam.place.database import KeyframeDatabase
 from slam.place.vocabulary import Vocabulary
 
 
 class KeyframePlaces:
-    """Thread-safe: local mapping / loop closing add keyframes while tracking queries when lost."""
+    """Thread-safe (the database has its lock): mapping / loop closing add keyframes while tracking queries."""
 
     def __init__(self, vocabulary: Vocabulary, is_alive=None):
         self.vocabulary = vocabulary
         self.is_alive = is_alive or (lambda kf_id: True)
-        self._bows: dict[int, BowVector] = {}
-        self._lock = threading.Lock()
-
-    def bow(self, descriptors: np.ndarray) -> BowVector:
-        return self.vocabulary.bow(descriptors)
+        self.database = KeyframeDatabase(vocabulary.n_words)
 
     def add(self, kf_id: int, descriptors: np.ndarray) -> None:
-        vector = self.bow(descriptors)
-        with self._lock:
-            self._bows[kf_id] = vector
+        self.database.add(kf_id, self.vocabulary.bow(descriptors))
 
     def remove(self, kf_id: int) -> None:
-        with self._lock:
-            self._bows.pop(kf_id, None)
+        self.database.remove(kf_id)
 
     def score(self, a: int, b: int) -> float:
-        with self._lock:
-            va, vb = self._bows.get(a), self._bows.get(b)
+        va, vb = self.database.bow(a), self.database.bow(b)
         return 0.0 if va is None or vb is None else score(va, vb)
 
     def query(self, descriptors: np.ndarray, max_results: int, exclude: set[int] = frozenset()
               ) -> tuple[list[int], list[float]]:
-        """Keyframes most similar to the descriptors' image, best first."""
-        vector = self.bow(descriptors)
-        with self._lock:
-            items = [(k, v) for k, v in self._bows.items() if k not in exclude]
-        scored = [(score(vector, v), k) for k, v in items if self.is_alive(k)]
-        scored.sort(key=lambda sk: (-sk[0], sk[1]))
-        best = [(k, s) for s, k in scored[:max_results] if s > 0]
+        """Living keyframes most similar to the descriptors' image, best first (ORB-SLAM's common-words filter)."""
+        found = self.database.query(self.vocabulary.bow(descriptors), exclude=exclude)
+        best = [(int(k), float(s)) for k, s in zip(found.kf_ids, found.scores) if s > 0 and self.is_alive(int(k))]
+        best = best[:max_results]
         return [k for k, _ in best], [s for _, s in best]
 
     def candidates(self, descriptors: np.ndarray, max_results: int) -> list[int]:
