@@ -19,6 +19,7 @@ from slam.export import write_json, write_ply
 from slam.io import FrameData, Sequence, open_sequence
 from slam.matching import warm_up
 from slam.memory import peak_rss_mb
+from slam.pacing import Pacer
 from slam.reporting import input_problems, report_input_problems, save_traceback
 from slam.system import System
 from slam.tracking import TrackingState, TrackResult
@@ -106,7 +107,7 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
         try:
             bar = _progress(total, progress)
             first_read = time.perf_counter()
-            pace = _Pacer(config.dataset.realtime)
+            pace = Pacer(config.dataset.realtime)
             for data_frame in frames:
                 pace.wait(data_frame.timestamp)
                 t0 = time.perf_counter()
@@ -159,31 +160,6 @@ def _frame_limit(sequence: Sequence, max_frames: int | None) -> int | None:
     if getattr(sequence, "unbounded", False):
         return max_frames
     return len(sequence) if max_frames is None else min(max_frames, len(sequence))
-
-
-class _Pacer:
-    """Feed frames no faster than the camera recorded them, as a live camera would (ORB-SLAM's examples do
-    the same): local mapping then gets the time a real run gives it. Late frames are not skipped."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.origin: tuple[float, float] | None = None
-
-    def wait(self, timestamp: float) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.origin is None:
-            self.origin = (now, timestamp)
-            return
-        due = self.origin[0] + (timestamp - self.origin[1])
-        if due > now:
-            time.sleep(due - now)
-
-    def shift(self, seconds: float) -> None:
-        """Time the run was held (the viewer's pause) is not time the camera was recording."""
-        if self.origin is not None and seconds > 0:
-            self.origin = (self.origin[0] + seconds, self.origin[1])
 
 
 def _progress(total: int, enabled: bool):

