@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from slam.geometry import triangulate_linear
-from slam.matching import TH_LOW, KeypointGrid, search_by_projection
+from slam.matching import TH_LOW, KeypointGrid, rotation_consistent, search_by_projection
 
 CHI2_1DOF = 3.841  # epipolar distance (1 dof), 95%
 CHI2_2DOF = 5.991  # transfer error (2 dof), 95%
@@ -220,16 +220,3 @@ def match_for_initialization(kp1: np.ndarray, oct1: np.ndarray, desc1: np.ndarra
                                   np.zeros(len(kp2), bool), max_distance, ratio=0.9, octave_tol=0)
     keep = rotation_consistent(angle1[i1], angle2[i2])
     return i1[keep], i2[keep]
-
-
-def rotation_consistent(angle1: np.ndarray, angle2: np.ndarray, bins: int = 30) -> np.ndarray:
-    """Keep matches whose keypoint-orientation change falls in the three most common histogram bins."""
-    if len(angle1) == 0:
-        return np.zeros(0, bool)
-    diff = np.mod(np.asarray(angle1, float) - np.asarray(angle2, float), 360.0)
-    b = np.minimum((diff * bins / 360.0).astype(np.int64), bins - 1)
-    counts = np.bincount(b, minlength=bins)
-    top = np.argsort(-counts, kind="stable")[:3]
-    # ORB-SLAM drops the 2nd/3rd bins when they are much smaller than the first.
-    top = [k for i, k in enumerate(top) if i == 0 or counts[k] >= 0.1 * counts[top[0]]]
-    return np.isin(b, top)

@@ -358,6 +358,19 @@ def match_stereo(left_kp: np.ndarray, left_oct: np.ndarray, left_desc: np.ndarra
     return u_right
 
 
+def rotation_consistent(angle1: np.ndarray, angle2: np.ndarray, bins: int = 30) -> np.ndarray:
+    """Keep matches whose keypoint-orientation change falls in the three most common histogram bins."""
+    if len(angle1) == 0:
+        return np.zeros(0, bool)
+    diff = np.mod(np.asarray(angle1, float) - np.asarray(angle2, float), 360.0)
+    b = np.minimum((diff * bins / 360.0).astype(np.int64), bins - 1)
+    counts = np.bincount(b, minlength=bins)
+    top = np.argsort(-counts, kind="stable")[:3]
+    # ORB-SLAM drops the 2nd/3rd bins when they are much smaller than the first.
+    top = [k for i, k in enumerate(top) if i == 0 or counts[k] >= 0.1 * counts[top[0]]]
+    return np.isin(b, top)
+
+
 def warm_up(descriptor_dtype=np.uint8) -> None:
     """Run every kernel once on tiny inputs so numba compiles (or loads its cache) before timing starts."""
     rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ from slam.geometry import se3_inverse
 from slam.initializer import TwoViewSettings, match_for_initialization, reconstruct_two_view
 from slam.local_map import LocalMap
 from slam.map import KeyFrame, Map
-from slam.matching import KeypointGrid, search_by_projection
+from slam.matching import KeypointGrid, rotation_consistent, search_by_projection
 from slam.optimizer import local_bundle_adjustment, optimize_pose
 from slam.relocalization import match_descriptors, pnp_ransac
 
@@ -291,13 +291,13 @@ class Tracker:
     # ---- step 1: against the last frame ---------------------------------------------------------------
     def _track_motion_model(self, frame: Frame, matches: _Matches) -> bool:
         frame.T_cw = self.velocity @ self.last.T_cw
-        xyz, desc, octave, ids = self._last_frame_points()
+        xyz, desc, octave, ids, angle = self._last_frame_points()
         grid = frame.grid()
         th = self.cfg.projection_radius_px * (2.0 if self.mode == "mono" else 1.0) * self.motion_window_scale
         for widen in (1.0, 2.0):
             frame.point_ids[:] = -1
             matches.has[:] = False
-            n = self._match_projected(frame, matches, grid, xyz, desc, octave, ids, th * widen)
+            n = self._match_projected(frame, matches, grid, xyz, desc, octave, ids, th * widen, angle)
             if n >= 20:
                 break
         if n < 20:
@@ -318,7 +318,7 @@ class Tracker:
             kp_idx = np.concatenate([kp_idx, extra])
             ids = np.concatenate([ids, np.full(len(extra), -1)])
             xyz = np.concatenate([xyz, _unproject_world(last, extra)])
-        return xyz, last.descriptors[kp_idx], last.octave[kp_idx], ids
+        return xyz, last.descriptors[kp_idx], last.octave[kp_idx], ids, last.features.angle[kp_idx]
 
     def _temporary_points(self, last: Frame) -> np.ndarray:
         """Visual-odometry points, as ORB-SLAM's UpdateLastFrame: close depths with no map point yet."""
@@ -329,7 +329,8 @@ class Tracker:
         return free[:count]
 
     def _match_projected(self, frame: Frame, matches: _Matches, grid: KeypointGrid, xyz: np.ndarray,
-                         desc: np.ndarray, octave: np.ndarray, ids: np.ndarray, th: float) -> int:
+                         desc: np.ndarray, octave: np.ndarray, ids: np.ndarray, th: float,
+                         angle: np.ndarray | None = None) -> int:
         uv, z = _project(frame, xyz)
         ok = (z > 0) & frame.camera.in_image(uv)
         sel = np.flatnonzero(ok)
@@ -337,6 +338,11 @@ class Tracker:
         taken = matches.has.copy()
         pt, kp = search_by_projection(uv[sel], radius, octave[sel], desc[sel], frame.keypoints, frame.octave,
                                       frame.descriptors, grid, taken, self.th_high, ratio=1.0, octave_tol=1)
+        if angle is not None:
+            # As ORB-SLAM's frame-to-frame search: keypoint orientations must turn together (learned
+            # features carry no orientation: their angles are all 0 and pass).
+            keep = rotation_consistent(angle[sel[pt]], frame.features.angle[kp])
+            pt, kp = pt[keep], kp[keep]
         src = sel[pt]
         matches.has[kp] = True
         matches.xyz[kp] = xyz[src]

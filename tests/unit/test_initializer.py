@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from slam.geometry import rotation_angle_deg, so3_exp
-from slam.initializer import TwoViewSettings, reconstruct_two_view, rotation_consistent
+from slam.initializer import TwoViewSettings, reconstruct_two_view
+from slam.matching import rotation_consistent
 
 K = np.array([[525.0, 0.0, 320.0], [0.0, 525.0, 240.0], [0.0, 0.0, 1.0]])
 
