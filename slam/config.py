@@ -113,6 +113,7 @@ class LoopClosingConfig:
     min_matches: int = 40  # point matches that confirm a loop (half of them from the RANSAC alignment)
     max_rotation_std_deg: float = 0.2  # RGB-D / stereo: how well the loop's matches must pin the pose down
     max_translation_std_m: float = 0.01
+    global_ba_iterations: int = 10  # a global bundle adjustment after each loop (0: none)
 
 
 @dataclass(frozen=True)

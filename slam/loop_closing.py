@@ -45,6 +45,8 @@ class MappingControl(Protocol):
 
     def fuse_points(self, pt_ids: np.ndarray, kf_id: int) -> None: ...
 
+    def global_bundle_adjustment(self, iterations: int, abort: threading.Event | None) -> bool: ...
+
 
 @dataclass
 class Loop:
@@ -53,6 +55,7 @@ class Loop:
     matches: int
     scale: float
     correction_ms: float
+    global_ba_ms: float = 0.0  # 0 when none ran (switched off, or stopped by the end of the run)
 
 
 @dataclass
@@ -79,12 +82,14 @@ class LoopCloser:
         self.stats = LoopStats()
         self._groups: list[_Candidate] = []  # consistent candidate groups of the previous keyframe
         self._last_loop_kf = -(10**9)
+        self._stop: threading.Event | None = None  # the run's stop event: ends a global BA early
 
     # ---- feeding ----------------------------------------------------------------------------------------
     def submit(self, kf_id: int) -> None:
         self.queue.put(kf_id)
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         while not stop.is_set():
             kf_id = self.queue.get()
             if kf_id is None:
@@ -114,6 +119,7 @@ class LoopCloser:
             alignment = self._verify(kf_id, candidate)
             if alignment is not None:
                 self._correct(kf_id, candidate, *alignment)
+                self._global_bundle_adjustment()
                 return True
         return False
 
@@ -260,6 +266,15 @@ class LoopCloser:
         self.stats.loops.append(Loop(kf_id, loop_kf, len(kp_idx), sim3_scale(S), ms))
         self._last_loop_kf = kf_id
         self._groups = []
+
+    def _global_bundle_adjustment(self) -> None:
+        """The pose graph leaves points and poses only roughly consistent; a full BA settles them. It runs
+        in this thread, so tracking and local mapping go on; loops found meanwhile wait in the queue."""
+        if self.cfg.global_ba_iterations <= 0:
+            return
+        start = time.perf_counter()
+        if self.mapping.global_bundle_adjustment(self.cfg.global_ba_iterations, self._stop):
+            self.stats.loops[-1].global_ba_ms = (time.perf_counter() - start) * 1000.0
 
     def _poses_as_similarities(self) -> dict[int, np.ndarray]:
         return {int(k): self.map.kf_poses[k].copy() for k in self.map.alive_keyframe_ids()}

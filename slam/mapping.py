@@ -413,17 +413,60 @@ class LocalMapper:
         self._apply_ba(problem, result)
         self.stats.ba_ms.append((time.perf_counter() - start) * 1000.0)
 
-    def global_bundle_adjustment(self, iterations: int = 15) -> None:
-        """All keyframes and points, the first keyframe fixed (run once at the end of a sequence)."""
+    def global_bundle_adjustment(self, iterations: int = 15, abort: threading.Event | None = None) -> bool:
+        """All keyframes and points, the oldest keyframe fixed: at the end of a run, and after a loop.
+
+        The map is copied out and optimised without the lock, so tracking and local mapping go on; the
+        result is written back with mapping paused, and what was added meanwhile follows the keyframes it
+        hangs on (ORB-SLAM's RunGlobalBundleAdjustment). False when there was nothing to do or `abort` fired.
+        """
         with self.map.lock:
             window = self.map.alive_keyframe_ids().tolist()
             if len(window) < 2:
-                return  # no map yet (a monocular run that never initialised) or nothing to adjust
+                return False  # no map yet (a monocular run that never initialised) or nothing to adjust
             problem = self._gather_ba(window)
         if problem is None:
-            return
-        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations)
-        self._apply_ba(problem, result)
+            return False
+        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations, abort=abort)
+        if result.aborted:
+            return False
+        self.pause()
+        try:
+            with self.map.lock:
+                self._apply_global_ba(problem, result)
+        finally:
+            self.resume()
+        return True
+
+    def _apply_global_ba(self, problem: _BAProblem, result) -> None:
+        """Write a global BA back (lock held). Keyframes made since the copy move with their most covisible
+        adjusted keyframe, points made since with their reference keyframe."""
+        m, p = self.map, self.map.points
+        adjusted = {int(k): result.poses_cw[i] for i, k in enumerate(problem.kf_ids) if m.keyframes[k].alive}
+        before = {k: m.kf_poses[k].copy() for k in m.alive_keyframe_ids().tolist()}
+        after = dict(adjusted)
+        for k in before.keys() - adjusted.keys():
+            anchor = next((int(n) for n in m.covisible(k)[0] if int(n) in adjusted), None)
+            if anchor is not None:
+                after[k] = before[k] @ se3_inverse(before[anchor]) @ adjusted[anchor]
+        for k, T in after.items():
+            m.kf_poses[k] = T
+        copied = np.zeros(p.size, bool)
+        copied[problem.pt_ids] = True
+        alive = m.alive_point_ids()
+        p.xyz[problem.pt_ids[p.alive[problem.pt_ids]]] = result.points_w[p.alive[problem.pt_ids]]
+        for k in np.unique(p.ref_kf[alive[~copied[alive]]]).tolist():
+            if k in after:
+                sel = alive[~copied[alive] & (p.ref_kf[alive] == k)]
+                move = se3_inverse(after[k]) @ before[k]
+                p.xyz[sel] = p.xyz[sel] @ move[:3, :3].T + move[:3, 3]
+        # Outliers are forgotten only where the keypoint still holds the point BA saw.
+        bad = np.flatnonzero(result.outlier)
+        held = np.array([m.keyframes[k].alive and m.keyframes[k].point_ids[kp] == pt for k, kp, pt in zip(
+            problem.obs_kf[bad].tolist(), problem.obs_kp[bad].tolist(), problem.obs_pt[bad].tolist())], bool)
+        m.remove_observations(problem.obs_kf[bad[held]], problem.obs_kp[bad[held]])
+        m.update_point_geometry(m.alive_point_ids())
+        m.generation += 1
 
     def _gather_ba(self, window: list[int], max_fixed: int | None = None) -> _BAProblem | None:
         """Copy a BA problem out of the map (lock held by the caller): the window's keyframes are optimised,

@@ -456,26 +456,6 @@ def local_bundle_adjustment(
     return result(new_poses, new_points, done, aborted)
 
 
-def global_bundle_adjustment(
-    poses_cw: np.ndarray,
-    points_w: np.ndarray,
-    obs_kf: np.ndarray,
-    obs_pt: np.ndarray,
-    uv: np.ndarray,
-    u_right: np.ndarray,
-    inv_sigma2: np.ndarray,
-    camera: Camera,
-    iterations: int = 10,
-    abort: threading.Event | None = None,
-) -> BAResult:
-    """Bundle adjustment of all keyframes, the first one fixed to hold the gauge (loop closing)."""
-    fixed = np.zeros(len(poses_cw), dtype=bool)
-    fixed[:1] = True
-    return local_bundle_adjustment(
-        poses_cw, fixed, points_w, obs_kf, obs_pt, uv, u_right, inv_sigma2, camera, iterations, abort
-    )
-
-
 def pose_covariance(T_cw: np.ndarray, X_w: np.ndarray, inv_sigma2: np.ndarray, u_right: np.ndarray,
                     camera: Camera) -> np.ndarray:
     """6x6 covariance (rotation first, then translation; left perturbation) of a pose fitted to these points

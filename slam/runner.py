@@ -202,7 +202,7 @@ def _loops(system: System) -> list[dict[str, Any]]:
         times = [system.map.keyframes[k].timestamp for k in (loop.keyframe, loop.loop_keyframe)]
         out.append({"keyframe": loop.keyframe, "loop_keyframe": loop.loop_keyframe, "timestamps": times,
                     "matches": loop.matches, "scale": round(loop.scale, 4),
-                    "correction_ms": round(loop.correction_ms, 1)})
+                    "correction_ms": round(loop.correction_ms, 1), "global_ba_ms": round(loop.global_ba_ms, 1)})
     return out
 
 

@@ -12,7 +12,6 @@ from slam.geometry import rotation_angle_deg, se3_exp, se3_inverse, so3_exp, tra
 from slam.optimizer import (
     _pose_cost,
     _pose_normal_equations,
-    global_bundle_adjustment,
     local_bundle_adjustment,
     optimize_pose,
 )
@@ -264,17 +263,6 @@ def test_abort_set_from_another_thread_stops_the_adjustment():
     setter.join()
     assert result.aborted and result.iterations_run < 10_000
     assert np.isfinite(result.poses_cw).all() and result.outlier.shape == kf.shape
-
-
-def test_global_ba_fixes_only_the_first_keyframe():
-    rng = np.random.default_rng(6)
-    poses, points, kf, pt, uv, u_right, inv_sigma2, _ = ba_scene(rng)
-    fixed = np.arange(len(poses)) < 1
-    start, start_points = noisy_start(rng, poses, points, fixed)
-    result = global_bundle_adjustment(start, start_points, kf, pt, uv, u_right, inv_sigma2, CAM, iterations=20)
-    np.testing.assert_array_equal(result.poses_cw[0], start[0])
-    for k in range(1, len(poses)):
-        assert pose_errors(result.poses_cw[k], poses[k])[1] < 0.01
 
 
 def test_bad_observation_indices_are_rejected():
