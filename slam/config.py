@@ -107,6 +107,7 @@ class MappingConfig:
 @dataclass(frozen=True)
 class LoopClosingConfig:
     enabled: bool = True
+    monocular: bool = False  # Sim(3) loops in monocular maps: opt-in until it is reliable in threaded runs
     vocabulary: str | None = None  # a `slam vocab train` file; the packaged ORB vocabulary when unset
     min_keyframes_between: int = 10  # keyframes after a loop (and between a keyframe and its candidates)
     min_consistency: int = 3  # consecutive keyframes that must agree on a candidate
@@ -114,6 +115,7 @@ class LoopClosingConfig:
     max_rotation_std_deg: float = 0.2  # RGB-D / stereo: how well the loop's matches must pin the pose down
     max_translation_std_m: float = 0.01
     global_ba_iterations: int = 10  # a global bundle adjustment after each loop (0: none)
+    max_scale_change: float = 1.25  # monocular: loops that would rescale the map by more (or 1/more) are refused
 
 
 @dataclass(frozen=True)

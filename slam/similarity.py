@@ -6,9 +6,13 @@ a rigid transform for RGB-D / stereo (metric scale), a similarity for monocular 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import least_squares
+
+from slam.geometry import so3_exp
 
 
 def sim3(R: np.ndarray, t: np.ndarray, s: float = 1.0) -> np.ndarray:
@@ -55,6 +59,9 @@ def umeyama(X: np.ndarray, Y: np.ndarray, with_scale: bool) -> np.ndarray | None
     return sim3(R, my - s * R @ mx, s)
 
 
+CHI2_2DOF = 5.991  # 95% bound for a 2-dof reprojection error
+
+
 @dataclass
 class AlignmentResult:
     S: np.ndarray  # Y ~ S X
@@ -96,3 +103,23 @@ def ransac_alignment(X: np.ndarray, Y: np.ndarray, inlier_test, with_scale: bool
     if np.count_nonzero(inliers) < min_inliers:
         return None
     return AlignmentResult(best, inliers)
+
+
+def refine_similarity(S: np.ndarray, residuals: Callable[[np.ndarray], np.ndarray], with_scale: bool,
+                      huber: float = np.sqrt(CHI2_2DOF)) -> np.ndarray:
+    """S moved to minimise `residuals(S)` (whitened reprojection errors) under a Huber loss.
+
+    A 3D-3D fit weighs every point's depth alike; monocular depths are poor, reprojections are not,
+    so the alignment is finished on those (ORB-SLAM's OptimizeSim3). S = [e^w R0, t0 + v, s0 e^sigma].
+    """
+    s0 = sim3_scale(S)
+    R0, t0 = S[:3, :3] / s0, S[:3, 3]
+
+    def compose(x: np.ndarray) -> np.ndarray:
+        return sim3(so3_exp(x[:3]) @ R0, t0 + x[3:6], s0 * np.exp(x[6]) if with_scale else s0)
+
+    if len(residuals(S)) < 7:
+        return S
+    fit = least_squares(lambda x: residuals(compose(x)), np.zeros(7 if with_scale else 6), loss="huber",
+                        f_scale=huber, max_nfev=50)
+    return compose(fit.x)

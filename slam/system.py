@@ -41,10 +41,9 @@ class System:
         self.mapper = LocalMapper(config, self.map, camera, scales)
         self.places = _keyframe_places(config, self.map, extractor.descriptor_dtype)
         self.loop_closer = None
-        # Monocular (Sim(3)) loop closing is not enabled yet: threaded runs on the synthetic loop came out
-        # worse (8-220 mm) as often as better than without it (14-18 mm), though its scale was right.
+        # Monocular (Sim(3)) loop closing is opt-in (loop_closing.monocular): see docs/benchmarks.md.
         if (self.places is not None and config.loop_closing.enabled and config.mapping.max_keyframes == 0
-                and config.mode != "mono"):
+                and (config.mode != "mono" or config.loop_closing.monocular)):
             self.loop_closer = LoopCloser(config, self.map, camera, self.places, self.mapper)
             self.mapper.on_keyframe_done = self.loop_closer.submit
         elif self.places is not None:

@@ -7,7 +7,15 @@ from slam.camera import Camera
 from slam.geometry import rotation_angle_deg, so3_exp
 from slam.optimizer import pose_covariance
 from slam.pose_graph import PoseGraphEdge, optimize_pose_graph, relative
-from slam.similarity import ransac_alignment, sim3, sim3_apply, sim3_inverse, sim3_scale, umeyama
+from slam.similarity import (
+    ransac_alignment,
+    refine_similarity,
+    sim3,
+    sim3_apply,
+    sim3_inverse,
+    sim3_scale,
+    umeyama,
+)
 
 CAMERA = Camera(525.0, 525.0, 320.0, 240.0, 640, 480, 0.08)
 
@@ -85,3 +93,27 @@ def test_points_in_a_strip_pin_the_pose_down_worse_than_spread_points():
         cov = pose_covariance(np.eye(4), X, np.ones(100), mono, CAMERA)
         rot_std.append(np.degrees(np.sqrt(np.linalg.eigvalsh(cov[:3, :3]).max())))
     assert rot_std[1] > 5 * rot_std[0]
+
+
+def test_refining_on_reprojections_beats_a_fit_to_noisy_depths():
+    """Monocular points carry poor depths: a 3D fit inherits their error, reprojections do not."""
+    rng = np.random.default_rng(4)
+    camera = Camera(500.0, 500.0, 320.0, 240.0, 640, 480)
+    P = np.column_stack([rng.uniform(-2, 2, 150), rng.uniform(-1.5, 1.5, 150), rng.uniform(2, 6, 150)])
+    uv = camera.project(P)  # where the current camera (at the origin) sees them
+    S_true = sim3(so3_exp(np.array([0.05, -0.1, 0.02])), np.array([0.3, -0.1, 0.2]), 0.8)
+    Y = sim3_apply(S_true, P)  # the same points in the loop's world
+    X = P * rng.normal(1.0, 0.05, (150, 1))  # the current map's points: 5% depth noise along the rays
+    S_fit = umeyama(X, Y, with_scale=True)
+
+    def residuals(S: np.ndarray) -> np.ndarray:
+        return (camera.project(sim3_apply(sim3_inverse(S), Y)) - uv).ravel()
+
+    S_refined = refine_similarity(S_fit, residuals, with_scale=True)
+
+    def rotation_error(S: np.ndarray) -> float:
+        return rotation_angle_deg((S[:3, :3] / sim3_scale(S)) @ (S_true[:3, :3] / 0.8).T)
+
+    # Measured: the 3D fit is off by 0.44 degrees and 11 px; refined, both ~0 (one view: the scale stays put).
+    assert rotation_error(S_refined) < 0.01 < 0.1 < rotation_error(S_fit)
+    assert np.abs(residuals(S_refined)).max() < 1e-3 < np.abs(residuals(S_fit)).max()
