@@ -3,8 +3,9 @@
 detect: place-recognition candidates scoring at least as well as the keyframe's own covisible neighbours,
 kept only when consistent over several consecutive keyframes -> verify: descriptor matches between the
 keyframe's points and the candidate's neighbourhood, a RANSAC alignment (SE(3) with metric depth, Sim(3)
-for monocular maps), more matches by projection -> correct: mapping paused, the keyframe's neighbourhood
-moved onto the loop, duplicate points fused, then a pose graph over all keyframes spreads the correction.
+for monocular maps, finished on reprojections), more matches by projection and a pose refit -> correct:
+mapping paused, the keyframe's neighbourhood moved onto the loop, duplicate points fused, then a pose graph
+over all keyframes spreads the correction -> a global BA on a copy of the map, with mapping running.
 Tracking keeps running; it re-places its last frame when the map's generation changes.
 """
 
