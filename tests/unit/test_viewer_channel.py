@@ -19,6 +19,7 @@ def test_a_full_queue_keeps_the_newest():
     q = make_queue(CONTEXT, 2)
     dropped = sum(put_latest(q, i) for i in range(10))
     items = take_all(q, 1.0)
+    items += take_all(q, 0.5)  # the feeder thread may still be flushing the last one into the pipe
     # The newest survives; under heavy load the queue's feeder thread may lag and put_latest then drops the
     # new item instead (documented, and counted), so the one before it may be the last one through.
     assert items[-1] >= 8 and items == sorted(items) and 1 <= len(items) <= 2
