@@ -34,7 +34,8 @@ STRONG_COVISIBILITY = 100  # shared points that make a covisibility edge part of
 class PlaceIndex(Protocol):
     def add(self, kf_id: int, descriptors: np.ndarray) -> None: ...
 
-    def query(self, descriptors: np.ndarray, max_results: int, exclude: set[int]) -> tuple[list[int], list[float]]: ...
+    def loop_candidates(self, descriptors: np.ndarray, min_score: float, exclude: set[int],
+                        neighbours) -> list[int]: ...
 
     def score(self, a: int, b: int) -> float: ...
 
@@ -133,10 +134,14 @@ class LoopCloser:
             return []
         min_score = min(self.places.score(kf_id, n) for n in neighbours[:10]) if neighbours else 0.0
         exclude = {kf_id, *neighbours}
-        ids, scores = self.places.query(descriptors, max_results=10, exclude=exclude)
-        raw = [k for k, s in zip(ids, scores) if s >= min_score and kf_id - k >= self.cfg.min_keyframes_between]
+        ids = self.places.loop_candidates(descriptors, min_score, exclude, self._covisible_group)
+        raw = [k for k in ids if kf_id - k >= self.cfg.min_keyframes_between]
         self.stats.candidates += len(raw)
         return self._consistent(raw)
+
+    def _covisible_group(self, kf_id: int) -> list[int]:
+        with self.map.lock:
+            return [int(k) for k in self.map.covisible(kf_id)[0][:10]]
 
     def _consistent(self, raw: list[int]) -> list[int]:
         """ORB-SLAM's consistency check: a candidate's covisible group must overlap groups found for the

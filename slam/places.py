@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from slam.place.bow import score
-from slam.place.database import KeyframeDatabase
+from slam.place.database import KeyframeDatabase, group_scores
 from slam.place.vocabulary import Vocabulary
 
 
@@ -35,6 +35,15 @@ class KeyframePlaces:
         best = [(int(k), float(s)) for k, s in zip(found.kf_ids, found.scores) if s > 0 and self.is_alive(int(k))]
         best = best[:max_results]
         return [k for k, _ in best], [s for _, s in best]
+
+    def loop_candidates(self, descriptors: np.ndarray, min_score: float, exclude: set[int], neighbours
+                        ) -> list[int]:
+        """ORB-SLAM's DetectLoopCandidates: keyframes scoring at least `min_score`, each standing for its
+        covisible group, kept when the group scores at least 0.75 of the best group; best first."""
+        found = self.database.query(self.vocabulary.bow(descriptors), exclude=exclude)
+        alive = np.array([self.is_alive(int(k)) for k in found.kf_ids], bool)
+        found = type(found)(found.kf_ids[alive], found.scores[alive], found.common[alive])
+        return group_scores(found, neighbours, min_score=min_score).kf_ids.tolist()
 
     def candidates(self, descriptors: np.ndarray, max_results: int) -> list[int]:
         return self.query(descriptors, max_results)[0]
