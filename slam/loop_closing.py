@@ -29,6 +29,7 @@ from slam.similarity import ransac_alignment, refine_similarity, sim3_apply, sim
 
 CHI2_ALIGN = 9.21  # ORB-SLAM's Sim3Solver bound (2 dof, 99%)
 STRONG_COVISIBILITY = 100  # shared points that make a covisibility edge part of the pose graph
+GROUP_SIZE = 10  # a keyframe's group: it and its best covisible keyframes, as ORB-SLAM's
 
 
 class PlaceIndex(Protocol):
@@ -86,7 +87,7 @@ class LoopCloser:
         self._last_loop_kf = -(10**9)
         self._stop: threading.Event | None = None  # the run's stop event: ends a global BA early
         self._corrected: dict[int, np.ndarray] = {}  # the loop neighbourhood's corrected poses
-        self._moved_by: dict[int, int] = {}  # point -> the keyframe whose correction moved it
+        self._moved_by = np.zeros(0, np.int64)  # per point: the keyframe whose correction moved it, or -1
 
     # ---- feeding ----------------------------------------------------------------------------------------
     def submit(self, kf_id: int) -> None:
@@ -134,14 +135,18 @@ class LoopCloser:
             return []
         min_score = min(self.places.score(kf_id, n) for n in neighbours[:10]) if neighbours else 0.0
         exclude = {kf_id, *neighbours}
-        ids = self.places.loop_candidates(descriptors, min_score, exclude, self._covisible_group)
+        ids = self.places.loop_candidates(descriptors, min_score, exclude, self._neighbours_locked)
         raw = [k for k in ids if kf_id - k >= self.cfg.min_keyframes_between]
         self.stats.candidates += len(raw)
         return self._consistent(raw)
 
-    def _covisible_group(self, kf_id: int) -> list[int]:
+    def _neighbours(self, kf_id: int) -> list[int]:
+        """The keyframe's best covisible keyframes (lock held)."""
+        return [int(k) for k in self.map.covisible(kf_id)[0][:GROUP_SIZE]]
+
+    def _neighbours_locked(self, kf_id: int) -> list[int]:
         with self.map.lock:
-            return [int(k) for k in self.map.covisible(kf_id)[0][:10]]
+            return self._neighbours(kf_id)
 
     def _consistent(self, raw: list[int]) -> list[int]:
         """ORB-SLAM's consistency check: a candidate's covisible group must overlap groups found for the
@@ -149,7 +154,7 @@ class LoopCloser:
         groups, accepted = [], []
         for candidate in raw:
             with self.map.lock:
-                group = {candidate, *(int(k) for k in self.map.covisible(candidate)[0][:10])}
+                group = {candidate, *self._neighbours(candidate)}
             consistency = 1 + max((g.consistency for g in self._groups if g.group & group), default=0)
             groups.append(_Candidate(group, consistency))
             if consistency >= self.cfg.min_consistency:
@@ -166,7 +171,7 @@ class LoopCloser:
             kp = np.flatnonzero(kf.point_ids >= 0)
             kp = kp[self.map.points.alive[kf.point_ids[kp]]]
             X_cur = self.map.points.xyz[kf.point_ids[kp]].copy()
-            group = [loop_kf, *(int(k) for k in self.map.covisible(loop_kf)[0][:10])]
+            group = [loop_kf, *self._neighbours(loop_kf)]
             pts = np.concatenate([self.map.keyframes[k].point_ids for k in group if self.map.keyframes[k].alive])
             pts = np.unique(pts[pts >= 0])
             pts = pts[self.map.points.alive[pts] & ~np.isin(pts, kf.point_ids)]
@@ -293,7 +298,7 @@ class LoopCloser:
                 self._fuse_matches(kf_id, kp_idx, loop_pts)
                 self.map.refresh_connections(list(group))
             with self.map.lock:
-                loop_group = [loop_kf, *(int(k) for k in self.map.covisible(loop_kf)[0][:10])]
+                loop_group = [loop_kf, *self._neighbours(loop_kf)]
             for k in group:  # ORB-SLAM's SearchAndFuse: the loop's points into the corrected neighbourhood
                 self.mapping.fuse_points(self._points_of(loop_group), k)
             self._optimize_essential_graph(kf_id, loop_kf, group, loop_group, before)
@@ -322,17 +327,15 @@ class LoopCloser:
         S_inv = sim3_inverse(S)
         corrected = {k: before[k] @ S_inv for k in group}
         p = self.map.points
-        moved = set()
-        self._moved_by = {}
+        self._moved_by = np.full(p.size, -1, np.int64)
         for k in group:
             ids = self.map.keyframes[k].point_ids
             ids = ids[(ids >= 0)]
-            ids = ids[p.alive[ids] & ~np.isin(ids, list(moved))] if moved else ids[p.alive[ids]]
+            ids = ids[p.alive[ids] & (self._moved_by[ids] < 0)]
             p.xyz[ids] = sim3_apply(S, p.xyz[ids])
-            moved.update(ids.tolist())
-            self._moved_by.update(dict.fromkeys(ids.tolist(), k))
+            self._moved_by[ids] = k
             self.map.kf_poses[k] = _rigid(corrected[k])
-        self.map.update_point_geometry(np.fromiter(moved, np.int64, len(moved)))
+        self.map.update_point_geometry(np.flatnonzero(self._moved_by >= 0))
         self.map.generation += 1
         self._corrected = corrected
         return group
@@ -406,15 +409,13 @@ class LoopCloser:
         correction = {k: sim3_inverse(optimized[i]) @ start[i] for i, k in enumerate(ids)}
         p = self.map.points
         alive = self.map.alive_point_ids()
-        refs = p.ref_kf[alive].copy()
         # A point the loop correction already moved follows the keyframe that moved it, as ORB-SLAM's
         # mnCorrectedReference: its own reference keyframe may lie outside the corrected neighbourhood.
-        moved = np.fromiter(self._moved_by.keys(), np.int64, len(self._moved_by))
-        by = np.fromiter(self._moved_by.values(), np.int64, len(self._moved_by))
-        order = np.argsort(moved)
-        at = np.clip(np.searchsorted(moved[order], alive), 0, max(len(moved) - 1, 0))
-        hit = (moved[order][at] == alive) if len(moved) else np.zeros(len(alive), bool)
-        refs[hit] = by[order][at[hit]]
+        # (Points made since the correction have no entry.)
+        moved_by = np.full(len(alive), -1, np.int64)
+        known = alive < len(self._moved_by)
+        moved_by[known] = self._moved_by[alive[known]]
+        refs = np.where(moved_by >= 0, moved_by, p.ref_kf[alive])
         for k in np.unique(refs).tolist():
             if k in correction:
                 sel = alive[refs == k]

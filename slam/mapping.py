@@ -16,13 +16,10 @@ import numpy as np
 
 from slam.camera import Camera
 from slam.config import Config
-from slam.geometry import se3_inverse, triangulate_linear
+from slam.geometry import CHI2_MONO, CHI2_STEREO, se3_inverse, triangulate_linear
 from slam.map import Map
 from slam.matching import KeypointGrid, match_epipolar, search_by_projection
 from slam.optimizer import local_bundle_adjustment
-
-CHI2_MONO = 5.991
-CHI2_STEREO = 7.815
 
 
 @dataclass

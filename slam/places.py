@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from slam.place.bow import score
-from slam.place.database import KeyframeDatabase, group_scores
+from slam.place.database import Candidates, KeyframeDatabase, group_scores
 from slam.place.vocabulary import Vocabulary
 
 
@@ -31,19 +31,22 @@ class KeyframePlaces:
     def query(self, descriptors: np.ndarray, max_results: int, exclude: set[int] = frozenset()
               ) -> tuple[list[int], list[float]]:
         """Living keyframes most similar to the descriptors' image, best first (ORB-SLAM's common-words filter)."""
-        found = self.database.query(self.vocabulary.bow(descriptors), exclude=exclude)
-        best = [(int(k), float(s)) for k, s in zip(found.kf_ids, found.scores) if s > 0 and self.is_alive(int(k))]
-        best = best[:max_results]
-        return [k for k, _ in best], [s for _, s in best]
+        found = self._living_matches(descriptors, exclude)
+        best = np.flatnonzero(found.scores > 0)[:max_results]
+        return found.kf_ids[best].tolist(), found.scores[best].tolist()
 
     def loop_candidates(self, descriptors: np.ndarray, min_score: float, exclude: set[int], neighbours
                         ) -> list[int]:
         """ORB-SLAM's DetectLoopCandidates: keyframes scoring at least `min_score`, each standing for its
         covisible group, kept when the group scores at least 0.75 of the best group; best first."""
+        return group_scores(self._living_matches(descriptors, exclude), neighbours, min_score=min_score
+                            ).kf_ids.tolist()
+
+    def _living_matches(self, descriptors: np.ndarray, exclude: set[int]) -> Candidates:
+        """The database's candidates for the descriptors' image, culled keyframes left out."""
         found = self.database.query(self.vocabulary.bow(descriptors), exclude=exclude)
         alive = np.array([self.is_alive(int(k)) for k in found.kf_ids], bool)
-        found = type(found)(found.kf_ids[alive], found.scores[alive], found.common[alive])
-        return group_scores(found, neighbours, min_score=min_score).kf_ids.tolist()
+        return Candidates(found.kf_ids[alive], found.scores[alive], found.common[alive])
 
     def candidates(self, descriptors: np.ndarray, max_results: int) -> list[int]:
         return self.query(descriptors, max_results)[0]

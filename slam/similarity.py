@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from slam.geometry import so3_exp
+from slam.geometry import CHI2_MONO, so3_exp
 
 
 def sim3(R: np.ndarray, t: np.ndarray, s: float = 1.0) -> np.ndarray:
@@ -59,9 +59,6 @@ def umeyama(X: np.ndarray, Y: np.ndarray, with_scale: bool) -> np.ndarray | None
     return sim3(R, my - s * R @ mx, s)
 
 
-CHI2_2DOF = 5.991  # 95% bound for a 2-dof reprojection error
-
-
 @dataclass
 class AlignmentResult:
     S: np.ndarray  # Y ~ S X
@@ -106,7 +103,7 @@ def ransac_alignment(X: np.ndarray, Y: np.ndarray, inlier_test, with_scale: bool
 
 
 def refine_similarity(S: np.ndarray, residuals: Callable[[np.ndarray], np.ndarray], with_scale: bool,
-                      huber: float = np.sqrt(CHI2_2DOF)) -> np.ndarray:
+                      huber: float = np.sqrt(CHI2_MONO)) -> np.ndarray:
     """S moved to minimise `residuals(S)` (whitened reprojection errors) under a Huber loss.
 
     A 3D-3D fit weighs every point's depth alike; monocular depths are poor, reprojections are not,

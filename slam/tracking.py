@@ -330,7 +330,7 @@ class Tracker:
 
     def _match_projected(self, frame: Frame, matches: _Matches, grid: KeypointGrid, xyz: np.ndarray,
                          desc: np.ndarray, octave: np.ndarray, ids: np.ndarray, th: float,
-                         angle: np.ndarray | None = None) -> int:
+                         angle: np.ndarray) -> int:
         uv, z = _project(frame, xyz)
         ok = (z > 0) & frame.camera.in_image(uv)
         sel = np.flatnonzero(ok)
@@ -338,11 +338,10 @@ class Tracker:
         taken = matches.has.copy()
         pt, kp = search_by_projection(uv[sel], radius, octave[sel], desc[sel], frame.keypoints, frame.octave,
                                       frame.descriptors, grid, taken, self.th_high, ratio=1.0, octave_tol=1)
-        if angle is not None:
-            # As ORB-SLAM's frame-to-frame search: keypoint orientations must turn together (learned
-            # features carry no orientation: their angles are all 0 and pass).
-            keep = rotation_consistent(angle[sel[pt]], frame.features.angle[kp])
-            pt, kp = pt[keep], kp[keep]
+        # As ORB-SLAM's frame-to-frame search: keypoint orientations must turn together (learned features
+        # carry no orientation: their angles are all 0 and pass).
+        keep = rotation_consistent(angle[sel[pt]], frame.features.angle[kp])
+        pt, kp = pt[keep], kp[keep]
         src = sel[pt]
         matches.has[kp] = True
         matches.xyz[kp] = xyz[src]
