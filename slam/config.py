@@ -141,6 +141,8 @@ class Config:
 
 _CHOICES = {"mode": MODES, "dataset.format": DATASET_FORMATS, "viewer.mode": ("none", "live", "record"),
             "estimation.method": ("magsac", "ransac")}
+# Keys whose value must exceed a bound: a scale bound of 1 or less would refuse every monocular loop.
+_ABOVE = {"loop_closing.max_scale_change": 1.0}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -213,6 +215,10 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
                 f"config key '{prefix}{name}' must be one of {', '.join(allowed)}, got '{getattr(config, name)}'",
                 source,
             )
+        bound = _ABOVE.get(prefix + name)
+        if bound is not None and not getattr(config, name) > bound:
+            raise SlamInputError(f"config key '{prefix}{name}' must be above {bound}, got {getattr(config, name)}",
+                                 source)
     return config
 
 

@@ -186,6 +186,7 @@ def test_config_with_an_unknown_key(tiny_tum, tmp_path, capsys):
     ("mapping.enabled=3", "'mapping.enabled' expects bool, got 3"),
     ("features.scale_factor=[1, 2]", "'features.scale_factor' expects float"),
     ("tracking.no_such_key=1", "unknown config key 'tracking.no_such_key'"),
+    ("loop_closing.max_scale_change=0.8", "'loop_closing.max_scale_change' must be above 1.0, got 0.8"),
 ])
 def test_set_with_a_wrong_type_or_key(tiny_tum, tmp_path, capsys, override, problem):
     code, _, err = run_cli(capsys, "run", SYNTHETIC, "--data", str(tiny_tum), "--out", str(tmp_path / "out"),
