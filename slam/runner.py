@@ -20,18 +20,22 @@ from slam.io import FrameData, Sequence, open_sequence
 from slam.matching import warm_up
 from slam.memory import peak_rss_mb
 from slam.pacing import Pacer
-from slam.reporting import input_problems, report_input_problems, save_traceback
+from slam.reporting import input_problems, report_input_problems, save_traceback, warn
 from slam.system import System
 from slam.tracking import TrackingState, TrackResult
 from slam.trajectory import write_tum
 from slam.viewer.session import check_viewer, open_viewer
 
 
+ONLINE_TRAJECTORY = "trajectory_online.tum"  # every frame as tracked, through its reference keyframe's final pose
+NOT_INITIALIZED_EXIT = 3  # the run ended without ever starting a map: nothing was tracked
+
+
 @dataclass
 class RunResult:
     out_dir: Path
     summary: dict[str, Any]
-    exit_code: int = 0  # 0, 130 (SIGINT), 143 (SIGTERM), 1 (a thread failed)
+    exit_code: int = 0  # 0, 130 (SIGINT), 143 (SIGTERM), 1 (a thread failed), 3 (no map was ever started)
     error: str = ""
     evaluation: Any = None
     timings_ms: list[float] = field(default_factory=list)
@@ -92,6 +96,8 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     elif localize:
         raise SlamInputError("--localize needs a map to localise in (--load-map FILE)")
     system = System(config, sequence.camera, threaded=threaded, initial_map=initial_map, localize_only=localize)
+    if system.place_recognition_off:
+        warn(system.place_recognition_off)
     warm_up(system.map.points.descriptor.dtype)  # compile (or load cached) numba kernels before timing starts
     system.start()
     startup_s = time.perf_counter() - started_at
@@ -141,6 +147,9 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
         if stop.signal_number:
             exit_code = 128 + stop.signal_number
             error = error or f"stopped by signal {signal.Signals(stop.signal_number).name}; outputs written"
+        elif exit_code == 0 and states and all(s == TrackingState.NOT_INITIALIZED.value for s in states):
+            exit_code = NOT_INITIALIZED_EXIT
+            error = f"no map was started in {len(states)} frames; the last frame had {system.tracker.init_failure}"
     wall = (last_pose - first_read) if first_read is not None and last_pose is not None else float("nan")
     summary = _summary(config, sequence, system, states, timings, wall, startup_s)
     summary.update(input_problems(sequence), **({"error": error} if error else {}))
@@ -190,7 +199,21 @@ def _summary(config: Config, sequence, system: System, states: list[str], timing
         "local_ba_ms_mean": float(np.mean(system.mapper.stats.ba_ms)) if system.mapper.stats.ba_ms else None,
         "keyframes_culled": system.mapper.stats.keyframes_culled,
         "loops": _loops(system),
+        "loop_closing": _loop_closing_state(config, system),
     }
+
+
+def _loop_closing_state(config: Config, system: System) -> str:
+    """run.json: whether loop closing ran, and why not where it did not."""
+    if system.loop_closer is not None:
+        return "on"
+    if system.place_recognition_off:
+        return f"off: {system.place_recognition_off}"
+    if not config.loop_closing.enabled:
+        return "off: loop_closing.enabled is false"
+    if config.mode == "mono":
+        return "off: monocular loop closing is opt-in (loop_closing.monocular)"
+    return "off"
 
 
 def _loops(system: System) -> list[dict[str, Any]]:
@@ -207,8 +230,14 @@ def _loops(system: System) -> list[dict[str, Any]]:
 
 
 def _write_outputs(out_dir: Path, config: Config, sequence, system: System, summary: dict[str, Any]):
-    trajectory = system.trajectory(refine=config.tracking.final_pose_refinement)
+    # Two trajectories: the online one (each frame's pose as tracking placed it against its reference keyframe,
+    # composed with that keyframe's final pose: what ORB-SLAM3 writes) and, with final_pose_refinement, each
+    # frame re-fitted to the finished map. Both are scored; trajectory.tum is the refined one.
+    online = system.trajectory(refine=False)
+    refine = config.tracking.final_pose_refinement
+    trajectory = system.trajectory(refine=True) if refine else online
     write_tum(out_dir / "trajectory.tum", trajectory)
+    write_tum(out_dir / ONLINE_TRAJECTORY, online)
     write_tum(out_dir / "keyframes.tum", system.keyframe_trajectory())
     xyz, rgb = system.map_points()
     write_ply(out_dir / "map.ply", xyz, rgb)
@@ -226,6 +255,10 @@ def _write_outputs(out_dir: Path, config: Config, sequence, system: System, summ
             summary.update(ate_rmse_m=evaluation.ate_rmse_m, rpe_trans_m=evaluation.rpe_trans_rmse_m,
                            rpe_rot_deg=evaluation.rpe_rot_rmse_deg, ate_align=align, ate_scale=evaluation.scale,
                            ate_matched=evaluation.matched)
+            online_evaluation = evaluate(sequence.groundtruth, online, align=align) if refine else evaluation
+            summary.update(ate_online_rmse_m=online_evaluation.ate_rmse_m,
+                           rpe_online_trans_m=online_evaluation.rpe_trans_rmse_m,
+                           ate_online_scale=online_evaluation.scale)
     summary["config"] = to_dict(config)
     write_json(out_dir / "run.json", summary)
     return evaluation

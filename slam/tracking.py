@@ -110,9 +110,11 @@ class Tracker:
         self.scales = scales
         self.log_scale = np.log(scales[1]) if len(scales) > 1 else np.log(1.2)
         self.th_high = slam_map.match_thresholds.high  # Hamming (ORB) or L2 (learned descriptors)
-        # ORB-SLAM2 starts a stereo / RGB-D map from a frame with more than 500 keypoints; single-level learned
-        # detectors keep only confident points (SuperPoint: 200-400 on TUM teddy), so they need fewer.
-        self.init_min_keypoints = 500 if len(scales) > 1 else 100
+        # ORB-SLAM2 starts a stereo / RGB-D map from a frame with more than 500 keypoints (of its 1000-2000);
+        # single-level learned detectors keep only confident points (SuperPoint: 200-400 on TUM teddy), so they
+        # need fewer. The bound follows the feature budget: with features.n_features=500 a fixed 500 could never
+        # be passed (teddy tracked 0 of 193 frames), so it is at most half the budget.
+        self.init_min_keypoints = min(500 if len(scales) > 1 else 100, config.features.n_features // 2)
         # ORB's search windows grow with the keypoint's octave; single-level keypoints get a doubled motion-model
         # window instead (measured on TUM teddy with SuperPoint: 7 px loses track at a fast frame, 14-20 px do not).
         self.motion_window_scale = 1.0 if len(scales) > 1 else 2.0
@@ -130,6 +132,7 @@ class Tracker:
         self._init_ref: Frame | None = None  # monocular: the first view of the two-view initialisation
         self._init_prev_uv: np.ndarray | None = None  # where each reference keypoint was last matched
         self.initialized_frame = -1  # frame id at which the map was started
+        self.init_failure = ""  # why the last frame did not start the map (reported when none ever did)
         self.localize_only = False  # tracking against a loaded map that stays fixed
         # A sliding-window map (VO mode) forgets points, so frames keep their observations only without one.
         self.keep_observations = self.cfg.final_pose_refinement and config.mapping.max_keyframes == 0
@@ -193,6 +196,8 @@ class Tracker:
     def _initialize(self, frame: Frame) -> TrackResult:
         with_depth = np.flatnonzero(frame.depth > 0)
         if len(frame) <= self.init_min_keypoints or len(with_depth) < 0.5 * min(len(frame), 1000):
+            self.init_failure = (f"{len(frame)} keypoints, {len(with_depth)} with depth (a map starts from more than "
+                                 f"{self.init_min_keypoints} keypoints, half of them with depth)")
             return TrackResult(frame.id, frame.timestamp, TrackingState.NOT_INITIALIZED, None)
         frame.T_cw = np.eye(4)
         kf_id = self._create_keyframe(frame, new_points=with_depth)
@@ -212,6 +217,8 @@ class Tracker:
         if ref is None or len(frame) <= s.min_matches:
             if len(frame) > s.min_matches:
                 self._set_init_reference(frame)
+            else:
+                self.init_failure = f"{len(frame)} keypoints (two-view initialisation needs more than {s.min_matches})"
             return not_yet
         i1, i2 = match_for_initialization(ref.keypoints, ref.octave, ref.descriptors, ref.features.angle,
                                           self._init_prev_uv, frame.keypoints, frame.octave, frame.descriptors,
@@ -219,14 +226,17 @@ class Tracker:
                                           self.map.match_thresholds.low)
         if len(i1) < s.min_matches:
             self._set_init_reference(frame)  # the views share too little: start over from this one
+            self.init_failure = f"{len(i1)} matches to the reference view (two-view initialisation needs {s.min_matches})"
             return not_yet
         self._init_prev_uv[i1] = frame.keypoints[i2]
-        view, _reason = reconstruct_two_view(ref.keypoints[i1], frame.keypoints[i2], frame.camera.K,
-                                             1.0 / frame.inv_sigma2[i2], s)
+        view, reason = reconstruct_two_view(ref.keypoints[i1], frame.keypoints[i2], frame.camera.K,
+                                            1.0 / frame.inv_sigma2[i2], s)
         if view is None:
+            self.init_failure = f"two-view reconstruction refused ({reason})"
             return not_yet
         built = self._refine_two_view(ref, frame, i1[view.good], i2[view.good], view)
         if built is None:
+            self.init_failure = "too few points left after the two-view bundle adjustment"
             return not_yet
         T2, xyz, i1, i2 = built
         self._create_initial_map(ref, frame, T2, xyz, i1, i2)

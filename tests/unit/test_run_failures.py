@@ -12,6 +12,7 @@ import pytest
 
 from slam.cli import main
 from slam.config import load_config
+from slam.errors import SlamInputError
 from slam.io import open_sequence
 from slam.io.base import MAX_CONSECUTIVE_BAD_FRAMES
 from slam.mapping import LocalMapper
@@ -133,3 +134,47 @@ def test_unreadable_stretch_mid_run_stops_with_outputs(tmp_path, capsys):
     assert err[-1].startswith(f"slam run: error: {folder / 'rgb'}") and "frames in a row cannot be read" in err[-1]
     summary = check_outputs(out, 10)
     assert summary["frames"] == 10 and summary["skipped_frames"] == MAX_CONSECUTIVE_BAD_FRAMES
+
+
+def test_a_run_that_never_starts_a_map_says_why_and_exits_3(synthetic_rgbd_seq, tmp_path):
+    """No depth anywhere: no frame can start an RGB-D map. The run must not end as a silent success."""
+    sequence = open_sequence(synthetic_rgbd_seq, config())
+    load = sequence.load
+
+    def no_depth(i: int):
+        data = load(i)
+        data.depth = np.zeros_like(data.depth)
+        return data
+
+    sequence.load = no_depth
+    out = tmp_path / "never"
+    result = run_sequence(config(), sequence, out, max_frames=8, progress=False)
+    assert result.exit_code == 3
+    assert "no map was started in 8 frames" in result.error and "0 with depth" in result.error
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["tracked_frames"] == 0 and summary["error"] == result.error
+    assert (out / "trajectory.tum").is_file()
+    with pytest.raises(SlamInputError, match="no poses"):  # written, and empty
+        read_tum(out / "trajectory.tum")
+
+
+def test_a_small_feature_budget_still_starts_the_map(synthetic_rgbd_seq, tmp_path):
+    """The RGB-D start needs at most half the feature budget: 400 features (below ORB-SLAM's fixed 500) start
+    the map at the first frame instead of never."""
+    result = run_sequence(config("features.n_features=400", "mapping.threaded=false"), synthetic_rgbd_seq,
+                          tmp_path / "small", max_frames=6, progress=False)
+    assert result.exit_code == 0 and result.error == ""
+    assert result.summary["initialized_frame"] == 0 and result.summary["tracked_frames"] == 6
+
+
+def test_features_without_a_vocabulary_say_loop_closing_is_off(synthetic_rgbd_seq, tmp_path, capsys):
+    """SIFT's float descriptors have no packaged vocabulary: loop closing and relocalisation cannot run, and the
+    run says so at start-up and in run.json instead of switching them off silently."""
+    result = run_sequence(config("features.type=sift"), synthetic_rgbd_seq, tmp_path / "sift", max_frames=3,
+                          progress=False)
+    assert result.exit_code == 0
+    warning = "loop closing and relocalisation are off: no place-recognition vocabulary for sift descriptors"
+    assert warning in capsys.readouterr().err
+    assert result.summary["loop_closing"].startswith(f"off: {warning}")
+    orb = run_sequence(config(), synthetic_rgbd_seq, tmp_path / "orb", max_frames=3, progress=False)
+    assert orb.summary["loop_closing"] == "on"
