@@ -157,7 +157,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             key, value = _parse_override(item)
             _set_nested(data, key.split("."), value)
         config = _build(Config, data, prefix="", source="--set")
+    _check_related(config, "--set" if overrides else str(path))
     return config
+
+
+def _check_related(config: Config, source: str) -> None:
+    """Settings that only make sense together: refused in one line naming both keys, never left to fail silently
+    (thresholds that scale with another setting follow it in the code instead)."""
+    f, t = config.features, config.tracking
+    if f.n_features < 2 * t.min_tracked_points:
+        raise SlamInputError(
+            f"config key 'features.n_features' ({f.n_features}) must be at least twice 'tracking.min_tracked_points' "
+            f"({t.min_tracked_points}): a frame keeps its track only with that many matched keypoints", source)
+    if t.keyframe_min_frames > t.keyframe_max_frames:
+        raise SlamInputError(
+            f"config key 'tracking.keyframe_min_frames' ({t.keyframe_min_frames}) must not exceed "
+            f"'tracking.keyframe_max_frames' ({t.keyframe_max_frames})", source)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
