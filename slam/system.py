@@ -48,6 +48,7 @@ class System:
             self.mapper.on_keyframe_done = self.loop_closer.submit
         elif self.places is not None:
             self.mapper.on_keyframe_done = self._index_keyframe
+        self.place_recognition_off = _place_recognition_off(config, self.places, self.loop_closer)
         self.tracker = Tracker(config, self.map, self.mapper, scales, self.places)
         if initial_map is not None:
             self._start_from_loaded_map(localize_only)
@@ -192,6 +193,18 @@ def _keyframe_places(config: Config, slam_map: Map, descriptor_dtype) -> Keyfram
         return None
     vocabulary = load_vocabulary(path)
     return KeyframePlaces(vocabulary, is_alive=lambda kf_id: slam_map.keyframes[kf_id].alive)
+
+
+def _place_recognition_off(config: Config, places: KeyframePlaces | None, loop_closer: LoopCloser | None) -> str:
+    """Why loop closing (and relocalisation) will not run although the config asks for it; "" when they run
+    as asked. Reported in one line at start-up and in run.json, never switched off silently."""
+    if places is None:
+        return (f"loop closing and relocalisation are off: no place-recognition vocabulary for "
+                f"{config.features.type} descriptors (the packaged one is ORB's; train one with `slam vocab train` "
+                f"and set loop_closing.vocabulary)")
+    if config.loop_closing.enabled and loop_closer is None and config.mapping.max_keyframes > 0:
+        return "loop closing is off: a sliding-window map (mapping.max_keyframes) keeps no loop to close"
+    return ""
 
 
 def _lower_thread_priority(niceness: int) -> None:
