@@ -137,7 +137,8 @@ def _run_and_report(config, data, out, max_frames, progress, maps: dict | None =
     print(f"frames={s['frames']} tracked={s['tracked_frames']} keyframes={s['keyframes']} "
           f"map_points={s['map_points']} fps={s['fps']:.1f} tracking_ms_p50={s['tracking_ms_p50']:.1f}")
     if "ate_rmse_m" in s:
-        print(f"ATE_RMSE_m={s['ate_rmse_m']:.6f} ({s['ate_align']}, {s['ate_matched']} poses)")
+        print(f"ATE_RMSE_m={s['ate_rmse_m']:.6f} ({s['ate_align']}, {s['ate_matched']} poses; "
+              f"online, before the final re-fit: {s['ate_online_rmse_m']:.6f})")
     print(f"outputs: {result.out_dir}")
     if result.error:
         print(f"slam run: error: {result.error}", file=sys.stderr)

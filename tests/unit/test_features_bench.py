@@ -1,6 +1,7 @@
 """`slam bench-features` on a small subset of the shared data, its pair selection and its report file."""
 
 import numpy as np
+import pytest
 
 from slam.bench_features import BEGIN, END, load_pairs, write_report
 from slam.cli import main
@@ -47,7 +48,9 @@ def test_bench_command_writes_a_table_with_measured_accuracy(shared_data, tmp_pa
     row = next(line for line in text.splitlines() if line.startswith("| orb | ratio | magsac |"))
     cells = [c.strip().strip("*") for c in row.strip("|").split("|")]
     maa_tum, maa_kitti, maa_all = (float(c) for c in cells[3:6])
-    assert 0.0 <= maa_tum <= 1.0 and maa_kitti > 0.5  # ORB + MAGSAC++ on KITTI 07, 5 frames apart
+    # ORB + MAGSAC++, 5 frames apart, 3 pairs each: measured 0.633 on teddy and 0.967 on KITTI 07.
+    assert maa_tum > 0.4 and maa_kitti > 0.8
+    assert maa_all == pytest.approx((maa_tum + maa_kitti) / 2, abs=0.001)  # the mean over both
     assert float(cells[6]) > 50 and float(cells[7]) > 30  # matches, inliers per pair
 
 
