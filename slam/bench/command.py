@@ -1,4 +1,5 @@
-"""`slam bench SUITE.yaml --data-root DIR [--runs N] [--out DIR] [--workers K] [--ray [ADDRESS]]`."""
+"""`slam bench SUITE.yaml --data-root DIR [--runs N] [--out DIR] [--workers K] [--ray [ADDRESS]]`, and
+`slam install-orbslam3 [--venv DIR] [--vocabulary ORBVOC_TXT]` (the optional ORB-SLAM3 peer's own venv)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,37 @@ def add_command(sub) -> None:
     p.add_argument("--note", default="", help="a line for the report (e.g. the machine was loaded)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
+    _add_install_orbslam3(sub)
+
+
+def _add_install_orbslam3(sub) -> None:
+    p = sub.add_parser(
+        "install-orbslam3",
+        help="install ORB-SLAM3 (pyorbslam3, GPLv3) into a venv of its own: the orbslam3 peer of `slam bench`",
+        description="Make a virtual environment (default $XDG_CACHE_HOME/slam/orbslam3/venv, else "
+        "~/.cache/slam/orbslam3/venv) and pip-install the pyorbslam3 wheel (ORB-SLAM3 v1.0, no compiling) into "
+        "it. `slam bench` runs its orbslam3 peer there, in a separate process; a venv elsewhere is used through "
+        "SLAM_ORBSLAM3_PYTHON=VENV/bin/python. ORB-SLAM3 is never imported by the slam package.",
+    )
+    p.add_argument("--venv", default=None, help="where to make it (default: the cache folder above)")
+    p.add_argument(
+        "--vocabulary",
+        default=None,
+        metavar="ORBVOC_TXT",
+        help="ORB-SLAM3's ORBvoc.txt, used from then on (SLAM_ORBSLAM3_VOCAB overrides it); without one the peer "
+        "uses our own ORB vocabulary in DBoW2 format (weaker relocalisation and loop detection)",
+    )
+    p.add_argument("--python", default=None, help="the Python 3.11 to make the venv with (default: this one)")
+    p.set_defaults(func=_cmd_install_orbslam3)
+
+
+def _cmd_install_orbslam3(args) -> int:
+    from slam.bench.peers.orbslam3 import PYTHON_ENV, install
+
+    peer = install(args.venv, args.vocabulary, args.python)
+    where = "" if args.venv is None else f"; set {PYTHON_ENV}={peer} for `slam bench` to use it"
+    print(f"ORB-SLAM3 peer installed: {peer}{where}")
+    return 0
 
 
 def _cmd_bench(args) -> int:

@@ -43,6 +43,7 @@ def format_section(cells: list[Cell], header: dict[str, Any]) -> str:
         "|" + "---|" * (TABLE_HEADER.count("|") - 1),
         *(table_row(c) for c in cells),
         "",
+        *note_lines(cells),
         *problem_lines(cells),
         *published_lines(),
         END_MARKER,
@@ -82,6 +83,18 @@ def status_text(cell: Cell) -> str:
     if status == "failed":
         return "FAILED"
     return f"FAILED {len(cell.runs) - len(cell.ok_runs)} of {len(cell.runs)}"
+
+
+def note_lines(cells: list[Cell]) -> list[str]:
+    """What a method's runs say about how they ran (run.json "note", e.g. the ORB-SLAM3 peer's vocabulary)."""
+    notes: dict[str, list[str]] = {}
+    for c in cells:
+        for r in c.ok_runs:
+            note = r.metrics.get("note")
+            if isinstance(note, str) and note and note not in notes.setdefault(c.method, []):
+                notes[c.method].append(note)
+    lines = [f"- {method}: {_oneline(note)}" for method, items in notes.items() for note in items]
+    return ["Notes:", "", *lines, ""] if lines else []
 
 
 def problem_lines(cells: list[Cell]) -> list[str]:

@@ -1,9 +1,11 @@
 """Peers: other ways to get a trajectory from the same frames, scored by the same evaluation.
 
-Each peer is a frame-to-frame motion estimator (see `loop.MotionEstimator`); `loop.run_peer` reads the
-sequence with the project's own readers (same frames, same calibration, same ground truth), chains the
-motions into a TUM trajectory and evaluates it exactly as `slam run` does (SE(3) for rgbd / stereo,
-Sim(3) for mono). Heavy dependencies are imported only when a peer runs.
+A peer is a frame-to-frame motion estimator (see `loop.MotionEstimator`) or a whole SLAM system (see
+`loop.SlamSystem`); `loop.run_peer` reads the sequence with the project's own readers (same frames, same
+calibration, same ground truth), feeds it at the recorded rate, gets a TUM trajectory (chained motions, or
+the system's own) and evaluates it exactly as `slam run` does (SE(3) for rgbd / stereo, Sim(3) for mono).
+Heavy dependencies are imported only when a peer runs; ORB-SLAM3 (GPLv3) is never imported at all: it
+runs in a process of its own, under a Python of its own (see `orbslam3`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ class PeerUnavailable(Exception):
 class PeerInfo:
     name: str
     modes: tuple[str, ...]
-    module: str  # defines make_estimator(config, camera, mode) -> MotionEstimator
+    # defines make_estimator(config, camera, mode) -> MotionEstimator,
+    # or make_system(config, sequence, out_dir) -> SlamSystem
+    module: str
     description: str
 
 
@@ -35,5 +39,12 @@ PEERS: dict[str, PeerInfo] = {
         ("rgbd", "stereo"),
         "slam.bench.peers.orb_pnp",
         "ORB matches to the previous frame's 3-D points (depth map or stereo SGBM), PnP RANSAC",
+    ),
+    "orbslam3": PeerInfo(
+        "orbslam3",
+        ("rgbd", "stereo", "mono"),
+        "slam.bench.peers.orbslam3",
+        "ORB-SLAM3 v1.0 (pyorbslam3 wheel, GPLv3), the whole system, in its own process and venv "
+        "(`slam install-orbslam3`)",
     ),
 }

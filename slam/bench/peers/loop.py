@@ -1,4 +1,9 @@
-"""Drive a frame-to-frame peer over a sequence: chain its motions, time each frame, evaluate like `slam run`."""
+"""Drive a peer over a sequence, time each frame, evaluate like `slam run`.
+
+Two kinds of peer: a frame-to-frame motion estimator (`MotionEstimator`, from the module's `make_estimator`),
+whose motions are chained here, and a whole SLAM system (`SlamSystem`, from the module's `make_system`),
+which is fed every frame and gives its own final trajectory at the end.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,23 @@ class MotionEstimator(Protocol):
         ...
 
 
+class SlamSystem(Protocol):
+    """A whole SLAM system (its own tracking, mapping and loop closing), fed one frame at a time."""
+
+    def track(self, frame: FrameData) -> tuple[bool, float]:
+        """Process one frame: (tracked, milliseconds of its tracking call as the system measured it)."""
+        ...
+
+    def finish(self) -> tuple[Trajectory, dict[str, Any]]:
+        """After the last frame: the final trajectory (every frame it localised) and extra run.json fields,
+        which replace the loop's own (e.g. peak_rss_mb of the process where the system ran)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the system holds (called after finish, and when a run stops early)."""
+        ...
+
+
 def run_peer(
     name: str, config: Config, data: str | Path, out_dir: Path, max_frames: int | None, started_at: float
 ) -> tuple[int, list[float]]:
@@ -32,7 +54,14 @@ def run_peer(
     from slam.bench.peers import PEERS
 
     sequence = open_sequence(data, config)
-    estimator = importlib.import_module(PEERS[name].module).make_estimator(config, sequence.camera, config.mode)
+    module = importlib.import_module(PEERS[name].module)
+    if hasattr(module, "make_system"):
+        system = module.make_system(config, sequence, out_dir)
+        try:
+            return _run_system(name, system, config, sequence, out_dir, max_frames, started_at)
+        finally:
+            system.close()
+    estimator = module.make_estimator(config, sequence.camera, config.mode)
     startup_s = time.perf_counter() - started_at
     chain = _Chain()
     first = last = None
@@ -45,13 +74,52 @@ def run_peer(
         chain.timings.append((last - t0) * 1000.0)
         first = t0 if first is None else first
     wall = (last - first) if first is not None else float("nan")
-    summary = _summary(name, config, sequence.name, chain, wall, startup_s)
-    trajectory = chain.trajectory()
+    frames = len(chain.timestamps)
+    summary = _summary(name, config, sequence.name, frames, chain.tracked, chain.timings, wall, startup_s)
+    summary["initialized_frame"] = 0 if chain.timestamps else None
+    _write(summary, chain.trajectory(), sequence.groundtruth, config, out_dir)
+    return 0, chain.timings
+
+
+def _run_system(
+    name: str,
+    system: SlamSystem,
+    config: Config,
+    sequence: Any,
+    out_dir: Path,
+    max_frames: int | None,
+    started_at: float,
+) -> tuple[int, list[float]]:
+    """Feed every frame to a whole-system peer at the recorded rate; its own trajectory is scored."""
+    startup_s = time.perf_counter() - started_at
+    timings: list[float] = []
+    tracked, initialized = 0, None
+    first = last = None
+    pace = Pacer(config.dataset.realtime)
+    for i, frame in enumerate(sequence.frames(max_frames)):
+        pace.wait(frame.timestamp)
+        t0 = time.perf_counter()
+        ok, ms = system.track(frame)
+        last = time.perf_counter()
+        first = t0 if first is None else first
+        timings.append(ms)
+        tracked += bool(ok)
+        initialized = i if ok and initialized is None else initialized
+    wall = (last - first) if first is not None else float("nan")
+    trajectory, extra = system.finish()
+    summary = _summary(name, config, sequence.name, len(timings), tracked, timings, wall, startup_s)
+    summary["initialized_frame"] = initialized
+    summary["poses"] = len(trajectory)
+    summary.update(extra)
+    _write(summary, trajectory, sequence.groundtruth, config, out_dir)
+    return 0, timings
+
+
+def _write(summary: dict[str, Any], trajectory: Trajectory, groundtruth, config: Config, out_dir: Path) -> None:
     write_tum(out_dir / "trajectory.tum", trajectory)
-    summary.update(_evaluate(sequence.groundtruth, trajectory, config.mode))
+    summary.update(_evaluate(groundtruth, trajectory, config.mode))
     summary["config"] = to_dict(config)
     write_json(out_dir / "run.json", summary)
-    return 0, chain.timings
 
 
 class _Chain:
@@ -77,17 +145,25 @@ class _Chain:
         return Trajectory(np.asarray(self.timestamps, dtype=float), poses)
 
 
-def _summary(name: str, config: Config, sequence: str, chain: _Chain, wall: float, startup_s: float) -> dict[str, Any]:
-    frames = len(chain.timestamps)
-    t = np.array(chain.timings) if chain.timings else np.array([np.nan])
+def _summary(
+    name: str,
+    config: Config,
+    sequence: str,
+    frames: int,
+    tracked: int,
+    timings: list[float],
+    wall: float,
+    startup_s: float,
+) -> dict[str, Any]:
+    t = np.array(timings) if timings else np.array([np.nan])
     return {
         "mode": config.mode,
         "sequence": sequence,
         "peer": name,
         "frames": frames,
-        "tracked_frames": chain.tracked,
-        "lost_frames": frames - chain.tracked,
-        "initialized_frame": 0 if frames else None,
+        "tracked_frames": tracked,
+        "lost_frames": frames - tracked,
+        "initialized_frame": None,
         "tracking_ms_p50": float(np.percentile(t, 50)),
         "tracking_ms_p95": float(np.percentile(t, 95)),
         "fps": float(frames / wall) if wall > 0 else float("nan"),
