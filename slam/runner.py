@@ -152,6 +152,8 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
             error = f"no map was started in {len(states)} frames; the last frame had {system.tracker.init_failure}"
     wall = (last_pose - first_read) if first_read is not None and last_pose is not None else float("nan")
     summary = _summary(config, sequence, system, states, timings, wall, startup_s)
+    # The whole run from the first frame read to mapping finished (final BA included), outputs not yet written.
+    summary["run_wall_s"] = time.perf_counter() - first_read if first_read is not None else float("nan")
     summary.update(input_problems(sequence), **({"error": error} if error else {}))
     if failure is not None:
         error += f" (traceback in {save_traceback(out_dir, failure)})"

@@ -18,8 +18,8 @@ from slam.errors import SlamInputError
 START_MARKER = "<!-- bench-suite:start -->"
 END_MARKER = "<!-- bench-suite:end -->"
 TABLE_HEADER = (
-    "| sequence | mode | method | runs ok | ATE m (align) | RPE m/frame | tracked/frames | "
-    "tracking ms p50 / p95 | fps | peak RSS MB | start-up s | local BA ms | status |"
+    "| sequence | mode | method | runs ok | ATE m (align) | ATE online m | RPE m/frame | tracked/frames | "
+    "tracking ms p50 / p95 | fps | run wall s | peak RSS MB | start-up s | local BA ms | status |"
 )
 
 
@@ -62,10 +62,12 @@ def table_row(cell: Cell) -> str:
         cell.method if cell.peer is None else f"{cell.method} (peer)",
         f"{len(cell.ok_runs)}/{total}" if total else "-",
         ate,
+        stat(s, "ate_online_rmse_m", 4),
         stat(s, "rpe_trans_m", 4),
         tracked(s),
         f"{stat(s, 'tracking_ms_p50', 1)} / {stat(s, 'tracking_ms_p95', 1)}",
         stat(s, "fps", 1),
+        stat(s, "run_wall_s", 1),
         stat(s, "peak_rss_mb", 0),
         stat(s, "startup_s", 2),
         stat(s, "local_ba_ms_mean", 1),
