@@ -84,7 +84,8 @@ def _add_install_orbslam3(sub) -> None:
         default=None,
         metavar="ORBVOC_TXT",
         help="ORB-SLAM3's ORBvoc.txt, used from then on (SLAM_ORBSLAM3_VOCAB overrides it); without one the peer "
-        "uses our own ORB vocabulary in DBoW2 format (weaker relocalisation and loop detection)",
+        "uses our own ORB vocabulary, written as a 6-level DBoW2 tree like ORBvoc.txt (relocalisation and loop "
+        "detection may be weaker)",
     )
     p.add_argument("--python", default=None, help="the Python 3.11 to make the venv with (default: this one)")
     p.set_defaults(func=_cmd_install_orbslam3)

@@ -18,8 +18,14 @@ is avoided: v1.0 crashes on its stereo `Camera.type: "Rectified"`.
 
 Vocabulary: SLAM_ORBSLAM3_VOCAB (or `slam install-orbslam3 --vocabulary PATH`) names ORB-SLAM3's ORBvoc.txt.
 Without one, our own ORB vocabulary (10^4 words, trained on synthetic renders) is written in DBoW2's text
-format and used: tracking, mapping and bundle adjustment do not use the vocabulary's quality, but
-relocalisation and loop detection are weaker than with ORBvoc.txt. run.json says which one a run used.
+format and used. Its depth matters for tracking, not only for place recognition: ORB-SLAM3 groups each
+frame's features by the vocabulary node 4 levels above the words and matches keyframe to frame only within
+a group (SearchByBoW: the reference-keyframe tracking that monocular mode leans on, relocalisation; and
+SearchForTriangulation in local mapping). Written as it is (4 levels) every feature falls in the root, and
+monocular tracking loses the map a few frames after initialisation (teddy: 30 of 200 frames tracked). So it
+is written 6 levels deep, the depth of ORBvoc.txt, with the same words (`slam.place.dbow2`): the groups are
+then its 100 level-2 nodes, as ORBvoc.txt's are. Relocalisation and loop detection still depend on the
+words themselves and may be weaker than with ORBvoc.txt. run.json says which vocabulary a run used.
 """
 
 from __future__ import annotations
@@ -47,9 +53,13 @@ VOCAB_ENV = "SLAM_ORBSLAM3_VOCAB"
 DRIVER = Path(__file__).resolve().with_name("orbslam3_driver.py")
 INSTALL_HINT = "run `slam install-orbslam3` (or set SLAM_ORBSLAM3_PYTHON to a Python with pyorbslam3)"
 OUR_VOCABULARY_NOTE = (
-    "vocabulary: ours (10k ORB words, DBoW2 text), not ORBvoc.txt: weakens ORB-SLAM3's relocalisation "
-    "and loop detection only"
+    "vocabulary: ours (10k ORB words, written as a 6-level DBoW2 tree like ORBvoc.txt), not ORBvoc.txt: "
+    "relocalisation and loop detection may be weaker"
 )
+# ORB-SLAM3 (Frame/KeyFrame::ComputeBoW) groups features by the vocabulary node this many levels above the
+# words; ORBvoc.txt is k = 10, L = 6, so its groups are the 100 nodes of level 2. Ours is written as deep.
+ORBSLAM_LEVELS_UP = 4
+ORBVOC_LEVELS = ORBSLAM_LEVELS_UP + 2  # groups at level 2, as ORBvoc.txt's
 _VOCAB_POINTER = "vocabulary-path"  # in the cache folder: the ORBvoc.txt given to install-orbslam3
 
 
@@ -94,9 +104,10 @@ def vocabulary_file() -> tuple[Path, str]:
     from slam.place.vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
     digest = hashlib.sha256(DEFAULT_VOCABULARY.read_bytes()).hexdigest()[:12]
-    path = cache_dir() / f"slam-orb-vocab-{digest}.txt"
+    path = cache_dir() / f"slam-orb-vocab-{digest}-L{ORBVOC_LEVELS}.txt"
     if not path.is_file():
-        write_dbow2_text(load_vocabulary(DEFAULT_VOCABULARY), path)
+        vocabulary = load_vocabulary(DEFAULT_VOCABULARY)
+        write_dbow2_text(vocabulary, path, levels=max(vocabulary.levels, ORBVOC_LEVELS))
     return path, "ours"
 
 
