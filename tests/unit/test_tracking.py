@@ -200,3 +200,23 @@ def test_stereo_sequence_is_tracked(synthetic_stereo_seq):
     # Measured: at most 4.2 mm and 0.10 degrees over the 30 frames.
     assert errors[:, 0].max() < 0.01
     assert errors[:, 1].max() < 0.25
+
+
+def test_reference_keyframe_is_the_one_observing_most_matched_points_newest_among_equals():
+    """Not the keyframe that created most of them: a monocular map's initial keyframe created most points
+    tracked early on, and frames recorded relative to it missed the later keyframes' BA corrections."""
+    from slam.map import Map
+    from tests.unit.test_map import make_keyframe
+
+    m = Map()
+    for k in range(3):
+        m.add_keyframe(make_keyframe(10, seed=k), np.eye(4))
+    ids = m.add_points(np.ones((6, 3)), np.zeros((6, 32), np.uint8), 0, np.arange(6))  # all made by keyframe 0
+    m.add_observations(np.full(6, 1), np.arange(6), ids)  # keyframe 1 sees all six
+    m.add_observations(np.full(6, 2), np.arange(6), ids)  # so does keyframe 2
+    tracker = Tracker.__new__(Tracker)
+    tracker.map = m
+    assert tracker._most_shared_keyframe(ids, fallback=0) == 2  # 0, 1 and 2 tie: the newest
+    m.remove_observations(np.array([2]), np.array([0]))
+    assert tracker._most_shared_keyframe(ids, fallback=0) == 1
+    assert tracker._most_shared_keyframe(np.zeros(0, np.int64), fallback=0) == 0
