@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from slam.config import Config
+from slam.features.orb import mean_window_scale as orb_mean_window_scale
 from slam.frame import Frame
 from slam.geometry import se3_inverse
 from slam.initializer import TwoViewSettings, match_for_initialization, reconstruct_two_view
@@ -115,9 +116,9 @@ class Tracker:
         # need fewer. The bound follows the feature budget: with features.n_features=500 a fixed 500 could never
         # be passed (teddy tracked 0 of 193 frames), so it is at most half the budget.
         self.init_min_keypoints = min(500 if len(scales) > 1 else 100, config.features.n_features // 2)
-        # ORB's search windows grow with the keypoint's octave; single-level keypoints get a doubled motion-model
-        # window instead (measured on TUM teddy with SuperPoint: 7 px loses track at a fast frame, 14-20 px do not).
-        self.motion_window_scale = 1.0 if len(scales) > 1 else 2.0
+        # ORB's search windows grow with the keypoint's octave (radius * scale^octave); single-level keypoints
+        # get the window ORB gives on average over its keypoints (1.74 with the default 1.2 x 8 levels).
+        self.motion_window_scale = 1.0 if len(scales) > 1 else orb_mean_window_scale()
         self.depth_threshold_factor = config.camera.depth_threshold
         self.depth_threshold = None  # metres (close points have reliable depth); set on the first frame
         self.state = TrackingState.NOT_INITIALIZED

@@ -73,6 +73,24 @@ def _level_quotas(n_features: int, scale_factor: float, n_levels: int) -> np.nda
     return quota
 
 
+def mean_window_scale(n_features: int | None = None, scale_factor: float | None = None,
+                      n_levels: int | None = None) -> float:
+    """ORB's search-window factor scale^octave averaged over its keypoints (per-level quotas as weights).
+
+    A single-level detector's windows are scaled by this so that they match ORB's on average (defaults:
+    FeaturesConfig's 1000 features, scale 1.2, 8 levels -> 1.74).
+    """
+    from slam.config import FeaturesConfig
+    from slam.features.base import level_scales
+
+    d = FeaturesConfig()
+    n_features = d.n_features if n_features is None else n_features
+    scale_factor = d.scale_factor if scale_factor is None else scale_factor
+    n_levels = d.n_levels if n_levels is None else n_levels
+    quota = _level_quotas(n_features, scale_factor, n_levels)
+    return float(np.sum(quota * level_scales(scale_factor, n_levels)) / quota.sum())
+
+
 def _empty() -> Features:
     return Features(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32),
                     np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))
