@@ -82,11 +82,10 @@ class TrackingConfig:
     keyframe_min_frames: int = 0
     keyframe_busy_frames: int = 5  # frames since the last keyframe before one is inserted while mapping is busy
     # RGB-D / stereo: a keyframe when the frame tracks fewer than this share of its reference keyframe's points
-    # (monocular: 0.9), ORB-SLAM's value. The 0.9 used before was measured with a reference keyframe that was
-    # the oldest contributor, not the keyframe sharing most points; with the right reference, sync runs:
-    # teddy RGB-D 7.40 -> 6.42 mm (96 -> 32 keyframes), KITTI 06 0.118 -> 0.090 m (50 -> 27 keyframes),
-    # synthetic RGB-D 3.04 -> 4.55 mm and stereo 4.39 -> 6.11 mm (54 -> 15, 40 -> 16 keyframes).
-    keyframe_tracked_ratio: float = 0.75
+    # (monocular: 0.9). ORB-SLAM uses 0.75; chosen on the synthetic sequences (not a benchmark chunk), with the
+    # reference keyframe sharing most points, 0.75 -> 0.9: RGB-D 4.55 -> 3.04 mm sync, 8.4 -> 3.6 mm threaded
+    # (median of 3); stereo 6.11 -> 4.39 mm sync, 6.2 -> 4.0 mm threaded (docs/benchmarks.md).
+    keyframe_tracked_ratio: float = 0.9
     close_tracked_min: int = 100
     close_untracked_min: int = 70
     final_pose_refinement: bool = True  # re-estimate every frame's pose against the final map at the end
