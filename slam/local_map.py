@@ -14,7 +14,6 @@ from slam.map import Map
 
 @dataclass
 class LocalMap:
-    reference_kf: int
     keyframe_ids: np.ndarray
     point_ids: np.ndarray
     xyz: np.ndarray
@@ -28,13 +27,13 @@ class LocalMap:
                max_keyframes: int = 40, neighbours: int = 10, expand: int = 10) -> LocalMap:
         """Keyframes that see the matched points, plus their best covisible neighbours, and all their points."""
         with slam_map.lock:
-            # Vote by each matched point's reference keyframe: a cheap stand-in for all its observers,
-            # whose other observers the covisibility expansion below brings in.
+            # Vote by each matched point's first keyframe: a cheap stand-in for all its observers, whose other
+            # observers the covisibility expansion below brings in. (Tracking picks its reference keyframe
+            # from all observers of the frame's final inliers instead: Tracker._most_shared_keyframe.)
             votes = np.bincount(slam_map.points.ref_kf[matched_point_ids], minlength=len(slam_map.keyframes))
             kf_ids = np.flatnonzero(votes)
             kf_ids = kf_ids[np.argsort(-votes[kf_ids], kind="stable")]
             kf_ids = np.array([k for k in kf_ids.tolist() if slam_map.keyframes[k].alive], dtype=np.int64)
-            reference = int(kf_ids[0]) if len(kf_ids) else fallback_kf
             first = list(kf_ids[:max_keyframes]) if len(kf_ids) else [fallback_kf]
             chosen = dict.fromkeys(int(k) for k in first)
             # Neighbours of the keyframes sharing most points with the frame (cached covisibility lists).
@@ -51,5 +50,5 @@ class LocalMap:
         with slam_map.lock:
             pts = pts[slam_map.points.alive[pts]]
             p = slam_map.points
-            return LocalMap(reference, ids, pts, p.xyz[pts].copy(), p.descriptor[pts].copy(), p.normal[pts].copy(),
+            return LocalMap(ids, pts, p.xyz[pts].copy(), p.descriptor[pts].copy(), p.normal[pts].copy(),
                             p.min_dist[pts].copy(), p.max_dist[pts].copy())

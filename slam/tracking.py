@@ -400,7 +400,6 @@ class Tracker:
     def _track_local_map(self, frame: Frame, matches: _Matches) -> int:
         matched = frame.point_ids[frame.point_ids >= 0]
         local = LocalMap.gather(self.map, matched, self.reference_kf)
-        self.reference_kf = local.reference_kf
         uv, z = _project(frame, local.xyz)
         center = frame.center
         ray = local.xyz - center
