@@ -1,7 +1,8 @@
-"""Monocular `slam run` end to end: a rendered orbit and TUM fr3/teddy's colour images.
+"""Monocular `slam run` end to end: a rendered orbit, TUM fr3/teddy's colour images and KITTI 07.
 
-Measured on the reference machine (Sim(3) ATE): synthetic 4.5-9 mm, teddy 11.5-13 mm; the bounds are
-about 1.5-2x that, as threaded runs vary with the CPU load.
+Threaded runs (Sim(3) ATE) vary with the CPU load: synthetic 4.5-9 mm, teddy 9-17 mm over 5 runs; their
+bounds sit above that spread. Sync runs give the same trajectory every time and are held to ORB-SLAM3's
+median on the same frames (docs/benchmarks.md), with the online trajectory (as tracked, no re-fit).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(config_name: str, data: Path, out: Path) -> RunResult:
-    return run_sequence(load_config(REPO / "configs" / config_name), data, out, progress=False)
+def run(config_name: str, data: Path, out: Path, *overrides: str) -> RunResult:
+    return run_sequence(load_config(REPO / "configs" / config_name, overrides), data, out, progress=False)
+
+
+SYNC = ("mapping.threaded=false", "dataset.realtime=false")  # deterministic: the same trajectory every run
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,16 @@ def synthetic_mono(tmp_path_factory) -> RunResult:
 @pytest.fixture(scope="module")
 def teddy_mono(tum_teddy, tmp_path_factory) -> RunResult:
     return run("tum_fr3_mono.yaml", tum_teddy, tmp_path_factory.mktemp("teddy-mono"))
+
+
+@pytest.fixture(scope="module")
+def teddy_mono_sync(tum_teddy, tmp_path_factory) -> RunResult:
+    return run("tum_fr3_mono.yaml", tum_teddy, tmp_path_factory.mktemp("teddy-mono-sync"), *SYNC)
+
+
+@pytest.fixture(scope="module")
+def kitti07_mono_sync(kitti_root, tmp_path_factory) -> RunResult:
+    return run("kitti_04-12_mono.yaml", kitti_root / "sequences" / "07", tmp_path_factory.mktemp("kitti07"), *SYNC)
 
 
 def summary_of(result: RunResult) -> dict:
@@ -61,4 +75,27 @@ def test_synthetic_monocular_accuracy(synthetic_mono):
 def test_teddy_monocular_tracks_and_is_accurate(teddy_mono):
     s = summary_of(teddy_mono)
     assert s["tracked_frames"] >= 0.9 * s["frames"], s["tracked_frames"]
-    assert s["ate_rmse_m"] <= 0.025, s["ate_rmse_m"]
+    assert s["ate_rmse_m"] <= 0.02, s["ate_rmse_m"]
+
+
+def test_teddy_monocular_sync_online_is_at_least_orbslam3s_equal(teddy_mono_sync):
+    """Measured online 10.65 mm, re-fitted 10.32 mm; ORB-SLAM3 on the same frames: medians of 10.8 and 11.0 mm in
+    two benchmark runs of 5 (docs/benchmarks.md). Before the reference keyframe was the one sharing most points,
+    online was 16.4 mm. Sync runs are deterministic, so the bound is ORB-SLAM3's median itself."""
+    s = summary_of(teddy_mono_sync)
+    assert s["tracked_frames"] >= 0.95 * s["frames"], s["tracked_frames"]
+    assert s["ate_online_rmse_m"] <= 0.0108, s["ate_online_rmse_m"]
+    assert s["ate_rmse_m"] <= 0.0108, s["ate_rmse_m"]
+
+
+def test_kitti07_monocular_sync_is_at_least_orbslam3s_equal(kitti07_mono_sync):
+    """A car with two 90-degree turns. ORB-SLAM3 (pyorbslam3, same frames) scores 0.289-0.327 m, medians 0.305
+    and 0.314 m in two benchmark runs of 5 (docs/benchmarks.md); ours in sync mode measured 0.290 m re-fitted
+    and online (the trajectory as tracked, written like ORB-SLAM3's)."""
+    s = summary_of(kitti07_mono_sync)
+    assert s["tracked_frames"] >= 150, s["tracked_frames"]
+    assert s["ate_online_rmse_m"] <= 0.305, s["ate_online_rmse_m"]
+    assert s["ate_rmse_m"] <= 0.305, s["ate_rmse_m"]
+    online = read_tum(kitti07_mono_sync.out_dir / "trajectory_online.tum")
+    refined = read_tum(kitti07_mono_sync.out_dir / "trajectory.tum")
+    np.testing.assert_array_equal(online.timestamps, refined.timestamps)

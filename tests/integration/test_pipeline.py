@@ -1,7 +1,9 @@
 """`slam run` end to end: TUM fr3/teddy (RGB-D), a rendered orbit (RGB-D) and KITTI 06 (stereo).
 
-Bounds are ~1.5-2x the ATE measured on the reference machine (teddy 0.006-0.008 m, synthetic 0.003-0.009 m,
-KITTI 06 0.13 m).
+Threaded runs (the default) vary with the CPU load, so their bounds sit just above the measured spread
+(docs/benchmarks.md, 5 runs each on a 2-core machine: teddy 6.2-8.4 mm, KITTI 06 0.10-0.13 m). Sync runs
+(`mapping.threaded=false`) give the same trajectory every time, so their bounds sit about 8% above the
+measured value: a regression of that size fails them.
 """
 
 from __future__ import annotations
@@ -26,13 +28,26 @@ REQUIRED_KEYS = ("mode", "frames", "tracked_frames", "tracking_ms_p50", "trackin
                  "peak_rss_mb", "ate_rmse_m", "rpe_trans_m")
 
 
-def run(config_name: str, data: Path, out: Path) -> RunResult:
-    return run_sequence(load_config(REPO / "configs" / config_name), data, out, progress=False)
+SYNC = ("mapping.threaded=false", "dataset.realtime=false")  # deterministic: the same trajectory every run
+
+
+def run(config_name: str, data: Path, out: Path, *overrides: str) -> RunResult:
+    return run_sequence(load_config(REPO / "configs" / config_name, overrides), data, out, progress=False)
 
 
 @pytest.fixture(scope="module")
 def teddy(tum_teddy, tmp_path_factory) -> RunResult:
     return run("tum_fr3_rgbd.yaml", tum_teddy, tmp_path_factory.mktemp("teddy"))
+
+
+@pytest.fixture(scope="module")
+def teddy_sync(tum_teddy, tmp_path_factory) -> RunResult:
+    return run("tum_fr3_rgbd.yaml", tum_teddy, tmp_path_factory.mktemp("teddy-sync"), *SYNC)
+
+
+@pytest.fixture(scope="module")
+def kitti06_sync(kitti_root, tmp_path_factory) -> RunResult:
+    return run("kitti_04-12_stereo.yaml", kitti_root / "sequences" / "06", tmp_path_factory.mktemp("k06-sync"), *SYNC)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +87,9 @@ def test_teddy_rgbd_tracks_every_frame_and_writes_outputs(teddy):
 
 def test_teddy_rgbd_accuracy(teddy, tum_teddy):
     summary = json.loads((teddy.out_dir / "run.json").read_text())
-    assert summary["ate_rmse_m"] <= 0.012, summary["ate_rmse_m"]
-    assert summary["rpe_trans_m"] <= 0.01, summary["rpe_trans_m"]
+    assert summary["ate_rmse_m"] <= 0.010, summary["ate_rmse_m"]
+    assert summary["ate_online_rmse_m"] <= 0.010, summary["ate_online_rmse_m"]
+    assert summary["rpe_trans_m"] <= 0.005, summary["rpe_trans_m"]
     # The reported ATE is the written trajectory's.
     again = evaluate_files(tum_teddy / "groundtruth.txt", teddy.out_dir / "trajectory.tum")
     assert again.ate_rmse_m == pytest.approx(summary["ate_rmse_m"], abs=1e-6)
@@ -102,5 +118,19 @@ def test_synthetic_rgbd_accuracy(synthetic):
 
 def test_kitti06_stereo_tracks_every_frame_and_is_metric(kitti06):
     summary = check_outputs(kitti06, 51, "stereo")
-    assert summary["ate_rmse_m"] <= 0.3, summary["ate_rmse_m"]
+    assert summary["ate_rmse_m"] <= 0.16, summary["ate_rmse_m"]
     assert summary["ate_align"] == "se3" and summary["ate_scale"] == pytest.approx(1.0)
+
+
+def test_teddy_rgbd_sync_accuracy(teddy_sync):
+    """Measured 7.40 mm re-fitted, 7.58 mm online (ORB-SLAM3: 6.0-6.7 mm over 5 runs)."""
+    summary = check_outputs(teddy_sync, 193, "rgbd")
+    assert summary["ate_rmse_m"] <= 0.008, summary["ate_rmse_m"]
+    assert summary["ate_online_rmse_m"] <= 0.0082, summary["ate_online_rmse_m"]
+
+
+def test_kitti06_stereo_sync_accuracy(kitti06_sync):
+    """Measured 0.118 m (ORB-SLAM3: 0.039-0.051 m over 5 runs: the gap is open, see docs/benchmarks.md)."""
+    summary = check_outputs(kitti06_sync, 51, "stereo")
+    assert summary["ate_rmse_m"] <= 0.128, summary["ate_rmse_m"]
+    assert summary["ate_online_rmse_m"] <= 0.128, summary["ate_online_rmse_m"]
