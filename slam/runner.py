@@ -26,7 +26,6 @@ from slam.tracking import TrackingState, TrackResult
 from slam.trajectory import write_tum
 from slam.viewer.session import check_viewer, open_viewer
 
-
 ONLINE_TRAJECTORY = "trajectory_online.tum"  # every frame as tracked, through its reference keyframe's final pose
 NOT_INITIALIZED_EXIT = 3  # the run ended without ever starting a map: nothing was tracked
 

@@ -227,7 +227,8 @@ class Tracker:
                                           self.map.match_thresholds.low)
         if len(i1) < s.min_matches:
             self._set_init_reference(frame)  # the views share too little: start over from this one
-            self.init_failure = f"{len(i1)} matches to the reference view (two-view initialisation needs {s.min_matches})"
+            self.init_failure = (f"{len(i1)} matches to the reference view "
+                                 f"(two-view initialisation needs {s.min_matches})")
             return not_yet
         self._init_prev_uv[i1] = frame.keypoints[i2]
         view, reason = reconstruct_two_view(ref.keypoints[i1], frame.keypoints[i2], frame.camera.K,

@@ -18,11 +18,10 @@ from slam.runner import run_sequence
 from slam.synthetic import render_sequence
 from slam.system import System
 from slam.tracking import TrackingState
+from tests.integration.runs import REPO, SYNC
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-SYNC = ["mapping.threaded=false", "dataset.realtime=false"]
 
 
 @pytest.fixture(scope="module")

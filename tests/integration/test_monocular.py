@@ -8,26 +8,16 @@ median on the same frames (docs/benchmarks.md), with the online trajectory (as t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slam.config import load_config
-from slam.runner import RunResult, run_sequence
+from slam.runner import RunResult
 from slam.synthetic import render_sequence
 from slam.trajectory import read_tum
+from tests.integration.runs import SYNC, run
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(config_name: str, data: Path, out: Path, *overrides: str) -> RunResult:
-    return run_sequence(load_config(REPO / "configs" / config_name, overrides), data, out, progress=False)
-
-
-SYNC = ("mapping.threaded=false", "dataset.realtime=false")  # deterministic: the same trajectory every run
 
 
 @pytest.fixture(scope="module")

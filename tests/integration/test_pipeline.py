@@ -14,25 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slam.config import load_config
 from slam.evaluation import evaluate_files
 from slam.export import read_ply_points
-from slam.runner import RunResult, run_sequence
+from slam.runner import RunResult
 from slam.synthetic import render_sequence
 from slam.trajectory import read_tum
+from tests.integration.runs import SYNC, run
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 REQUIRED_KEYS = ("mode", "frames", "tracked_frames", "tracking_ms_p50", "tracking_ms_p95", "fps", "startup_s",
                  "peak_rss_mb", "ate_rmse_m", "rpe_trans_m")
-
-
-SYNC = ("mapping.threaded=false", "dataset.realtime=false")  # deterministic: the same trajectory every run
-
-
-def run(config_name: str, data: Path, out: Path, *overrides: str) -> RunResult:
-    return run_sequence(load_config(REPO / "configs" / config_name, overrides), data, out, progress=False)
 
 
 @pytest.fixture(scope="module")
