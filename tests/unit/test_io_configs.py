@@ -32,7 +32,9 @@ def test_tum_configs_carry_intrinsics(name):
     assert len(config.camera.dist) in (0, 5)
     if config.mode == "rgbd":
         assert config.camera.baseline > 0  # RGB-D needs a virtual baseline to weigh depth
-        assert abs(config.camera.baseline * config.camera.depth_threshold - 3.2) < 1e-9  # close depth: 3.2 m
+        # ORB-SLAM3's TUM settings, not values fitted to a sequence: bf = fx * baseline = 40, close within 40 baselines
+        assert abs(config.camera.fx * config.camera.baseline - 40.0) < 0.05
+        assert config.camera.depth_threshold == 40.0
 
 
 @pytest.mark.parametrize("name", ["kitti_04-12_mono", "kitti_04-12_stereo", "kitti_00-02_stereo", "euroc_mono",
