@@ -1,7 +1,8 @@
 """`slam run` end to end: TUM fr3/teddy (RGB-D), a rendered orbit (RGB-D) and KITTI 06 (stereo).
 
-Threaded runs (the default) vary with the CPU load, so their bounds sit just above the measured spread
-(docs/benchmarks.md, 5 runs each on a 2-core machine: teddy 6.2-8.4 mm, KITTI 06 0.10-0.13 m). Sync runs
+Threaded runs (the default) vary with the CPU load, so their bounds sit above the measured spread
+(docs/benchmarks.md, 5 runs each on a quiet 2-core machine: teddy 6.8-8.9 mm, KITTI 06 0.09-0.11 m; inside the
+whole suite one teddy run gave 10.4 mm). Sync runs hold the tight accuracy bounds: they
 (`mapping.threaded=false`) give the same trajectory every time, so their bounds sit about 8% above the
 measured value: a regression of that size fails them.
 """
@@ -79,8 +80,8 @@ def test_teddy_rgbd_tracks_every_frame_and_writes_outputs(teddy):
 
 def test_teddy_rgbd_accuracy(teddy, tum_teddy):
     summary = json.loads((teddy.out_dir / "run.json").read_text())
-    assert summary["ate_rmse_m"] <= 0.010, summary["ate_rmse_m"]
-    assert summary["ate_online_rmse_m"] <= 0.010, summary["ate_online_rmse_m"]
+    assert summary["ate_rmse_m"] <= 0.012, summary["ate_rmse_m"]
+    assert summary["ate_online_rmse_m"] <= 0.012, summary["ate_online_rmse_m"]
     assert summary["rpe_trans_m"] <= 0.005, summary["rpe_trans_m"]
     # The reported ATE is the written trajectory's.
     again = evaluate_files(tum_teddy / "groundtruth.txt", teddy.out_dir / "trajectory.tum")
