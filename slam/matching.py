@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numba as nb
 import numpy as np
 from numba.core import types
@@ -277,11 +278,10 @@ def match_epipolar(desc1: np.ndarray, desc2: np.ndarray, kp1: np.ndarray, kp2: n
 
 @nb.njit(cache=True, nogil=True)
 def _match_stereo(kpl, octl, wordsl, kpr, octr, wordsr, row_start, row_items, scales, min_disp, max_disp, th,
-                  left, right, half_win, search):
+                  left, right, pyr_off, pyr_w, pyr_h, half_win, search):
     n = kpl.shape[0]
     u_right = np.full(n, -1.0)
     dist_out = np.full(n, np.inf)
-    h, w = left.shape
     for i in range(n):
         v = kpl[i, 1]
         r = 2.0 * scales[octl[i]]
@@ -302,21 +302,30 @@ def _match_stereo(kpl, octl, wordsl, kpr, octr, wordsr, row_start, row_items, sc
                     best, best_j = d, j
         if best_j < 0:
             continue
-        # Sub-pixel refinement: sum of absolute differences along the row, then a parabola.
-        ul, vl = int(round(u)), int(round(v))
-        ur0 = int(round(kpr[best_j, 0]))
-        if vl - half_win < 0 or vl + half_win >= h or ul - half_win < 0 or ul + half_win >= w:
+        # Sub-pixel refinement as ORB-SLAM: sum of absolute differences along the row at the left keypoint's
+        # pyramid level (an 11x11 window there covers the keypoint's own scale), then a parabola. Measured
+        # against the same refinement at full resolution: KITTI 06 0.118 -> 0.078 m sync, 0.104 -> 0.079 m
+        # threaded (median of 5), synthetic stereo 4.39 -> 4.04 mm sync, although on a pure synthetic shift
+        # full resolution is the more precise (0.08 vs 0.20 px mean error).
+        lvl = octl[i]
+        sc = scales[lvl]
+        off, lw, lh = pyr_off[lvl], pyr_w[lvl], pyr_h[lvl]
+        ul, vl = int(round(u / sc)), int(round(v / sc))
+        ur0 = int(round(kpr[best_j, 0] / sc))
+        if vl - half_win < 0 or vl + half_win >= lh or ul - half_win < 0 or ul + half_win >= lw:
             continue
-        if ur0 - half_win - search - 1 < 0 or ur0 + half_win + search + 1 >= w:
+        if ur0 - half_win - search - 1 < 0 or ur0 + half_win + search + 1 >= lw:
             continue
-        center = np.float64(left[vl, ul])
+        center = np.float64(left[off + vl * lw + ul])
         costs = np.empty(2 * search + 3)
         for k in range(-search - 1, search + 2):
             total = 0.0
+            rc = np.float64(right[off + vl * lw + ur0 + k])
             for dy in range(-half_win, half_win + 1):
+                row = off + (vl + dy) * lw
                 for dx in range(-half_win, half_win + 1):
-                    a = np.float64(left[vl + dy, ul + dx]) - center
-                    b = np.float64(right[vl + dy, ur0 + k + dx]) - np.float64(right[vl, ur0 + k])
+                    a = np.float64(left[row + ul + dx]) - center
+                    b = np.float64(right[row + ur0 + k + dx]) - rc
                     total += abs(a - b)
             costs[k + search + 1] = total
         kbest = 1
@@ -328,7 +337,8 @@ def _match_stereo(kpl, octl, wordsl, kpr, octr, wordsr, row_start, row_items, sc
         delta = 0.0 if abs(denom) < 1e-12 else (c0 - c2) / denom
         if delta < -1.0 or delta > 1.0:
             continue
-        ur = ur0 + (kbest - search - 1) + delta + (u - ul)
+        # The left keypoint sits at (ul + (u / sc - ul)) on its level; its match at the refined right position.
+        ur = sc * (ur0 + (kbest - search - 1) + delta + (u / sc - ul))
         disp = u - ur
         if disp < min_disp or disp > max_disp:
             continue
@@ -347,7 +357,7 @@ def match_stereo(left_kp: np.ndarray, left_oct: np.ndarray, left_desc: np.ndarra
 
     Candidates lie within 2 scale units of the left keypoint's row, at a neighbouring octave, with a
     disparity between 0 and fx (depth no closer than one baseline); the best descriptor match is then
-    refined to sub-pixel precision by patch correlation along the row.
+    refined to sub-pixel precision by patch correlation along the row, on the left keypoint's pyramid level.
     """
     if len(left_kp) == 0 or len(right_kp) == 0:
         return np.full(len(left_kp), -1.0)
@@ -355,13 +365,29 @@ def match_stereo(left_kp: np.ndarray, left_oct: np.ndarray, left_desc: np.ndarra
     rows = np.clip(np.round(right_kp[:, 1]).astype(np.int64), 0, height - 1)
     row_items = np.argsort(rows, kind="stable").astype(np.int64)
     row_start = np.searchsorted(rows[row_items], np.arange(height + 1)).astype(np.int64)
+    pyr_left, off, widths, heights = _packed_pyramid(left, scales)
+    pyr_right, _, _, _ = _packed_pyramid(right, scales)
     u_right, _ = _match_stereo(
         np.ascontiguousarray(left_kp, np.float64), np.ascontiguousarray(left_oct, np.int64), as_kernel(left_desc),
         np.ascontiguousarray(right_kp, np.float64), np.ascontiguousarray(right_oct, np.int64), as_kernel(right_desc),
         row_start, row_items, np.ascontiguousarray(scales, np.float64), 0.0, float(fx),
-        th, left, right, half_win, search,
+        th, pyr_left, pyr_right, off, widths, heights, half_win, search,
     )
     return u_right
+
+
+def _packed_pyramid(image: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The image at each scale (each level resized from the one before, as ORB's pyramid), packed row-major
+    into one array: (pixels, level offsets, level widths, level heights)."""
+    h, w = image.shape[:2]
+    levels = [np.ascontiguousarray(image, np.uint8)]
+    for sc in scales[1:]:
+        size = (max(int(round(w / sc)), 1), max(int(round(h / sc)), 1))
+        levels.append(cv2.resize(levels[-1], size, interpolation=cv2.INTER_LINEAR))
+    widths = np.array([lv.shape[1] for lv in levels], np.int64)
+    heights = np.array([lv.shape[0] for lv in levels], np.int64)
+    offsets = np.r_[0, np.cumsum(widths * heights)[:-1]].astype(np.int64)
+    return np.concatenate([lv.ravel() for lv in levels]), offsets, widths, heights
 
 
 def rotation_consistent(angle1: np.ndarray, angle2: np.ndarray, bins: int = 30) -> np.ndarray:

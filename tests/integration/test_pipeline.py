@@ -1,7 +1,7 @@
 """`slam run` end to end: TUM fr3/teddy (RGB-D), a rendered orbit (RGB-D) and KITTI 06 (stereo).
 
 Threaded runs (the default) vary with the CPU load, so their bounds sit above the measured spread
-(docs/benchmarks.md, 5 runs each on a quiet 2-core machine: teddy 6.8-8.9 mm, KITTI 06 0.09-0.11 m; inside the
+(docs/benchmarks.md, 5 runs each on a quiet 2-core machine: teddy 6.8-8.9 mm, KITTI 06 0.078-0.094 m; inside the
 whole suite one teddy run gave 10.4 mm). Sync runs hold the tight accuracy bounds: they
 (`mapping.threaded=false`) give the same trajectory every time, so their bounds sit about 8% above the
 measured value: a regression of that size fails them.
@@ -111,7 +111,7 @@ def test_synthetic_rgbd_accuracy(synthetic):
 
 def test_kitti06_stereo_tracks_every_frame_and_is_metric(kitti06):
     summary = check_outputs(kitti06, 51, "stereo")
-    assert summary["ate_rmse_m"] <= 0.16, summary["ate_rmse_m"]
+    assert summary["ate_rmse_m"] <= 0.12, summary["ate_rmse_m"]
     assert summary["ate_align"] == "se3" and summary["ate_scale"] == pytest.approx(1.0)
 
 
@@ -123,7 +123,7 @@ def test_teddy_rgbd_sync_accuracy(teddy_sync):
 
 
 def test_kitti06_stereo_sync_accuracy(kitti06_sync):
-    """Measured 0.118 m (ORB-SLAM3: 0.039-0.051 m over 5 runs: the gap is open, see docs/benchmarks.md)."""
+    """Measured 0.078 m (ORB-SLAM3: 0.040-0.051 m over 5 runs: the gap is open, see docs/benchmarks.md)."""
     summary = check_outputs(kitti06_sync, 51, "stereo")
-    assert summary["ate_rmse_m"] <= 0.128, summary["ate_rmse_m"]
-    assert summary["ate_online_rmse_m"] <= 0.128, summary["ate_online_rmse_m"]
+    assert summary["ate_rmse_m"] <= 0.084, summary["ate_rmse_m"]
+    assert summary["ate_online_rmse_m"] <= 0.084, summary["ate_online_rmse_m"]

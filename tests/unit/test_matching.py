@@ -101,3 +101,9 @@ def test_stereo_matching_recovers_a_known_disparity():
     disparity = fl.keypoints[found, 0] - u_right[found]
     assert abs(np.median(disparity) - shift) < 0.2
     assert np.mean(np.abs(disparity - shift) < 1.0) > 0.9
+    # Each keypoint is refined on its own pyramid level, to a fraction of that level's pixel (measured: median
+    # error at most 0.08 level px at every octave, shifts 12.4 and 3.7 px).
+    for octave in np.unique(fl.octave[found]):
+        at = fl.octave[found] == octave
+        if at.sum() >= 10:
+            assert abs(np.median(disparity[at]) - shift) < 0.2 * scales[octave], octave
