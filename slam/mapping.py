@@ -424,7 +424,10 @@ class LocalMapper:
             problem = self._gather_ba(window)
         if problem is None:
             return False
-        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations, abort=abort)
+        # g2o's sparse solver: the compiled one reduces to a dense pose system (6 x keyframes squared), right
+        # for a local window but not for a whole map.
+        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations, abort=abort,
+                                         backend="g2o")
         if result.aborted:
             return False
         self.pause()

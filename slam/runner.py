@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from slam import map_io
+from slam import ba_solver, map_io
 from slam.config import Config, to_dict
 from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.export import write_json, write_ply
@@ -98,6 +98,8 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     if system.place_recognition_off:
         warn(system.place_recognition_off)
     warm_up(system.map.points.descriptor.dtype)  # compile (or load cached) numba kernels before timing starts
+    if config.mapping.enabled:
+        ba_solver.warm_up()
     system.start()
     startup_s = time.perf_counter() - started_at
     timings: list[float] = []
