@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from slam.geometry import se3_exp_single
+from slam.geometry import se3_left_update
 
 _TAU = 1e-5  # initial damping relative to the largest diagonal entry, as g2o's Levenberg
 _MAX_TRIALS = 10  # damping increases tried per iteration before giving up, as g2o
@@ -87,7 +87,7 @@ def _total_cost(poses, points, e_kf, e_pt, obs, stereo, info, active, delta2, k)
 
 
 @njit(cache=True, nogil=True)
-def _cholesky_solve(A, b):
+def cholesky_solve(A, b):
     """Solve A x = b for symmetric positive definite A in place of a LAPACK call; False when A is not."""
     n = A.shape[0]
     L = np.zeros((n, n))
@@ -116,16 +116,6 @@ def _cholesky_solve(A, b):
             s -= L[q, i] * x[q]
         x[i] = s / L[i, i]
     return True, x
-
-
-@njit(cache=True, nogil=True)
-def _compose(A, B):
-    """A @ B for 4x4 rigid transforms (numba's matmul would need SciPy's BLAS)."""
-    out = np.zeros((4, 4))
-    for i in range(4):
-        for j in range(4):
-            out[i, j] = A[i, 0] * B[0, j] + A[i, 1] * B[1, j] + A[i, 2] * B[2, j] + A[i, 3] * B[3, j]
-    return out
 
 
 @njit(cache=True, nogil=True)
@@ -262,7 +252,7 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
                                 S[oa + i, ob + j] -= v
                                 if b_i != a_i:
                                     S[ob + j, oa + i] -= v
-            ok, dx = _cholesky_solve(S, rhs) if n > 0 else (True, rhs)
+            ok, dx = cholesky_solve(S, rhs) if n > 0 else (True, rhs)
             if ok:
                 # Back-substitution for the points, then the trial estimate.
                 new_points = points.copy()
@@ -290,7 +280,7 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
                 for kf in range(poses.shape[0]):
                     f = free_idx[kf]
                     if f >= 0:
-                        new_poses[kf] = _compose(se3_exp_single(dx[6 * f: 6 * f + 6]), poses[kf])
+                        new_poses[kf] = se3_left_update(dx[6 * f: 6 * f + 6], poses[kf])
                 new_cost = _total_cost(new_poses, new_points, e_kf, e_pt, obs, stereo, info, active, delta2, k)
                 rho = (cost - new_cost) / predicted
                 if rho > 0.0 and np.isfinite(new_cost):

@@ -93,6 +93,18 @@ def se3_exp_single(xi: np.ndarray) -> np.ndarray:
     return T
 
 
+@njit(cache=True, nogil=True)
+def se3_left_update(dx: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """exp(dx) @ T for a 4x4 rigid transform, without BLAS (numba's matmul would need SciPy's)."""
+    E = se3_exp_single(dx)
+    out = np.zeros((4, 4))
+    for i in range(4):
+        for j in range(4):
+            for m in range(4):
+                out[i, j] += E[i, m] * T[m, j]
+    return out
+
+
 def se3_exp(xi: np.ndarray) -> np.ndarray:
     """Transforms (..., 4, 4) from twists (..., 6) ordered (omega, rho)."""
     xi = np.asarray(xi, dtype=float)

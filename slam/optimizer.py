@@ -20,7 +20,7 @@ from numba import njit
 
 from slam import ba_solver
 from slam.camera import Camera
-from slam.geometry import CHI2_MONO, CHI2_STEREO, chi2_thresholds, reprojection_chi2, se3_exp_single
+from slam.geometry import CHI2_MONO, CHI2_STEREO, chi2_thresholds, reprojection_chi2, se3_left_update
 
 MIN_POSE_INLIERS = 6  # below this a 6-dof pose is not constrained: keep the input pose
 
@@ -124,43 +124,11 @@ def _pose_normal_equations(R, t, X_w, obs, stereo, info, delta2, k):
 def _solve_damped(H, g, lam):
     """Solves (H + lam * diag(H)) dx = -g by Cholesky; all-NaN when not positive definite."""
     n = H.shape[0]
-    L = np.zeros((n, n))
+    A = H.copy()
     for i in range(n):
-        for j in range(i + 1):
-            s = H[i, j] + (lam * H[i, i] + 1e-12 if i == j else 0.0)
-            for m in range(j):
-                s -= L[i, m] * L[j, m]
-            if i == j:
-                if s <= 0.0:
-                    return np.full(n, np.nan)
-                L[i, i] = np.sqrt(s)
-            else:
-                L[i, j] = s / L[j, j]
-    y = np.empty(n)
-    for i in range(n):
-        s = -g[i]
-        for m in range(i):
-            s -= L[i, m] * y[m]
-        y[i] = s / L[i, i]
-    x = np.empty(n)
-    for i in range(n - 1, -1, -1):
-        s = y[i]
-        for m in range(i + 1, n):
-            s -= L[m, i] * x[m]
-        x[i] = s / L[i, i]
-    return x
-
-
-@njit(cache=True, nogil=True)
-def _left_update(dx, T):
-    """exp(dx) @ T for 4x4 rigid transforms, without BLAS."""
-    E = se3_exp_single(dx)
-    out = np.zeros((4, 4))
-    for i in range(4):
-        for j in range(4):
-            for m in range(4):
-                out[i, j] += E[i, m] * T[m, j]
-    return out
+        A[i, i] += lam * H[i, i] + 1e-12
+    ok, x = ba_solver.cholesky_solve(A, -g)
+    return x if ok else np.full(n, np.nan)
 
 
 @njit(cache=True, nogil=True)
@@ -176,7 +144,7 @@ def _levenberg_pose(T, X_w, obs, stereo, info, delta2, k, iterations):
         for _retry in range(6):
             dx = _solve_damped(H, g, lam)
             if np.all(np.isfinite(dx)):
-                T_new = _left_update(dx, T)
+                T_new = se3_left_update(dx, T)
                 new_cost = _pose_cost(T_new[:3, :3], T_new[:3, 3], X_w, obs, stereo, info, delta2, k)
                 if new_cost <= cost:
                     accepted = True
