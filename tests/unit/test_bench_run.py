@@ -79,6 +79,9 @@ def test_failed_runs_are_reported_and_the_others_complete(local_run):
     assert {p.name for p in (local_run / "plots").iterdir()} == {"ate.png", "tracking_ms_orbit.png"}
 
 
+# Integration tier: starting a local Ray instance took 58 s (first run) and 13 s (next run) on the 2-core machine,
+# the slowest test of the fast tier.
+@pytest.mark.integration
 def test_ray_local_instance_gives_the_same_table(local_run, suite, data_root, tmp_path):
     pytest.importorskip("ray")
     outcome = run_bench(suite, data_root, tmp_path / "ray", workers=2, ray_address="", progress=False)
