@@ -63,11 +63,11 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class EstimationConfig:
-    """Robust two-view and PnP estimation (OpenCV USAC); see slam/features/estimation.py."""
+    """Robust two-view estimation (OpenCV USAC; slam/features/estimation.py) and the ORB + PnP peer's PnP."""
 
     method: str = "magsac"  # MAGSAC++ (USAC) or plain "ransac"
     threshold_px: float = 1.0  # essential / fundamental / homography inlier threshold
-    pnp_threshold_px: float = 3.0
+    pnp_threshold_px: float = 3.0  # slam.bench.peers.orb_pnp
     confidence: float = 0.999
     max_iterations: int = 10000
 

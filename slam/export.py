@@ -26,15 +26,6 @@ def write_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray | None = None) 
     write_text_atomic(path, "\n".join(header + rows) + "\n")
 
 
-def read_ply_points(path: str | Path) -> np.ndarray:
-    """The xyz columns of an ASCII PLY written by write_ply."""
-    lines = Path(path).read_text().splitlines()
-    end = lines.index("end_header")
-    if end + 1 >= len(lines):
-        return np.zeros((0, 3))
-    return np.array([[float(v) for v in line.split()[:3]] for line in lines[end + 1:]])
-
-
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
 

@@ -146,14 +146,6 @@ def so3_log(R: np.ndarray) -> np.ndarray:
     return np.where(near_pi[..., None], theta[..., None] * axis, generic)
 
 
-def se3_log(T: np.ndarray) -> np.ndarray:
-    """Twists (..., 6) ordered (omega, rho) of transforms (..., 4, 4); inverse of se3_exp."""
-    T = np.asarray(T, dtype=float)
-    omega = so3_log(T[..., :3, :3])
-    rho = np.linalg.solve(_left_jacobian(omega), T[..., :3, 3:4])[..., 0]
-    return np.concatenate([omega, rho], axis=-1)
-
-
 def rotation_angle_deg(R: np.ndarray) -> np.ndarray | float:
     """Rotation angle in degrees of rotation matrices (..., 3, 3)."""
     theta, _ = _rotation_angle(np.asarray(R, dtype=float))
@@ -183,16 +175,6 @@ def triangulate_linear(T1_cw: np.ndarray, T2_cw: np.ndarray, xn1: np.ndarray, xn
         X = Xh[:, :3] / Xh[:, 3:]
     X[np.abs(Xh[:, 3]) < 1e-12] = np.nan
     return X
-
-
-def triangulation_parallax_cos(T1_cw: np.ndarray, T2_cw: np.ndarray, X_w: np.ndarray) -> np.ndarray:
-    """Cosine (N,) of the angle at each world point between the rays to both camera centres."""
-    X_w = np.asarray(X_w, dtype=float).reshape(-1, 3)
-    r1 = X_w - se3_inverse(T1_cw)[:3, 3]
-    r2 = X_w - se3_inverse(T2_cw)[:3, 3]
-    denom = np.linalg.norm(r1, axis=1) * np.linalg.norm(r2, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sum(r1 * r2, axis=1) / denom
 
 
 def reprojection_chi2(

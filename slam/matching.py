@@ -94,19 +94,6 @@ def as_kernel(descriptors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(descriptors, dtype=np.float32)
 
 
-def hamming_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Hamming distance between two (N,32) uint8 descriptor arrays."""
-    return _rowwise_hamming(as_words(a), as_words(b))
-
-
-@nb.njit(cache=True, nogil=True)
-def _rowwise_hamming(a, b):
-    out = np.empty(a.shape[0], np.int64)
-    for i in range(a.shape[0]):
-        out[i] = _hamming(a[i], b[i])
-    return out
-
-
 @nb.njit(cache=True, nogil=True)
 def _medoids(words, starts, ends):
     out = np.empty(starts.shape[0], np.int64)
@@ -416,6 +403,4 @@ def warm_up(descriptor_dtype=np.uint8) -> None:
     match_epipolar(desc, desc, kp, kp, octave, np.ones(8, bool), np.ones(8, bool), np.eye(3), np.ones(8))
     image = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     match_stereo(kp, octave, desc, kp, octave, desc, image, image, np.ones(8), 50.0)
-    if desc.dtype == np.uint8:
-        hamming_distance(desc, desc)
     medoid_descriptors(desc, np.array([0]), np.array([8]))

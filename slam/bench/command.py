@@ -22,10 +22,15 @@ class BenchOutcome:
     section: str  # the Markdown section
     results_path: Path
     plots: list[Path]
+    section_name: str  # the suite's `section`: the Markdown markers
 
     @property
     def failed_runs(self) -> int:
         return sum(r.status == "failed" for c in self.cells for r in c.runs)
+
+    @property
+    def targets_missed(self) -> int:
+        return sum(not c.targets_met for c in self.cells)
 
 
 def add_command(sub) -> None:
@@ -33,7 +38,8 @@ def add_command(sub) -> None:
         "bench",
         help="benchmark suite: sequences x methods (ours, peers), N runs each",
         description="Run every (sequence, method) of SUITE.yaml N times, each run in its own process; "
-        "write OUT/results.json, OUT/bench.md and OUT/plots/.",
+        "write OUT/results.json, OUT/bench.md and OUT/plots/. Exit status 1 when a run failed or a cell "
+        "missed one of its sequence's targets.",
     )
     p.add_argument("suite", help="SUITE.yaml (configs/bench/default.yaml covers ../shared/data)")
     p.add_argument(
@@ -61,7 +67,7 @@ def add_command(sub) -> None:
         "--markdown",
         default=None,
         metavar="FILE",
-        help="also replace the bench-suite section of FILE (e.g. docs/benchmarks.md)",
+        help="also replace the suite's section of FILE (e.g. docs/benchmarks.md; `section` in the suite)",
     )
     p.add_argument("--note", default="", help="a line for the report (e.g. the machine was loaded)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -117,10 +123,10 @@ def _cmd_bench(args) -> int:
     if args.markdown:
         from slam.bench.report import update_markdown
 
-        update_markdown(Path(args.markdown), outcome.section)
+        update_markdown(Path(args.markdown), outcome.section, outcome.section_name)
     print(outcome.section)
     print(f"results: {outcome.results_path}; plots: {', '.join(str(p) for p in outcome.plots)}")
-    return 1 if outcome.failed_runs else 0
+    return 1 if outcome.failed_runs or outcome.targets_missed else 0
 
 
 def run_bench(
@@ -155,9 +161,9 @@ def run_bench(
     header = _header(started, command, note, runs or suite.runs, data_root, _executor(ray_address, workers))
     results_path = out / "results.json"
     results.write_results(results_path, results.results_document(suite, cells, header))
-    section = report.format_section(cells, header)
+    section = report.format_section(cells, header, suite)
     (out / "bench.md").write_text(section + "\n")
-    return BenchOutcome(cells, section, results_path, plots.write_plots(cells, out / "plots"))
+    return BenchOutcome(cells, section, results_path, plots.write_plots(cells, out / "plots"), suite.section)
 
 
 def _with_limits(suite: Suite, timeout_s: float | None, max_frames: int | None) -> Suite:

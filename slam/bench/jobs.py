@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slam.bench.suite import Suite
+from slam.bench.suite import BenchSequence, Suite
 
 SKIPPED_EXIT = 3  # the child's exit status for "cannot run here" (a peer's missing dependency)
 RUN_JSON = "run.json"
@@ -82,6 +82,7 @@ def plan_jobs(
     """Every (sequence, method, run) job in table order, and the cells skipped for their mode.
 
     `data_root` is the data folder as the workers see it (made absolute here, against this process's cwd).
+    Synthetic sequences are rendered here, before any run (see `sequence_folder`).
     """
     from slam.bench.peers import PEERS
 
@@ -91,6 +92,7 @@ def plan_jobs(
     skips: list[Skip] = []
     for seq in suite.sequences:
         text = seq.config.read_text()
+        data = sequence_folder(seq, root)
         for method in suite.methods:
             peer = PEERS.get(method.peer) if method.peer else None
             if peer is not None and seq.mode not in peer.modes:
@@ -104,7 +106,7 @@ def plan_jobs(
                         method.name,
                         i,
                         seq.mode,
-                        os.path.join(root, seq.data),
+                        data,
                         seq.config.name,
                         text,
                         str(run_dir),
@@ -115,6 +117,18 @@ def plan_jobs(
                     )
                 )
     return jobs, skips
+
+
+def sequence_folder(seq: BenchSequence, data_root: str) -> str:
+    """The sequence's folder: under the data root, or a synthetic sequence rendered into this machine's cache
+    (found there when rendered before). Rendering happens once, here, so no run's time includes it; with
+    `--ray` across machines the workers must see this machine's cache folder at the same path."""
+    if seq.synthetic is None:
+        return os.path.join(data_root, seq.data)
+    from slam.synthetic import ensure_sequence
+
+    s, stereo = seq.synthetic, seq.mode == "stereo"
+    return str(ensure_sequence(None, frames=s.frames, seed=s.seed, trajectory=s.trajectory, stereo=stereo))
 
 
 def run_job(job: Job) -> RunRecord:
@@ -158,11 +172,16 @@ def collect(job: Job, code: int | None, output: str, seconds: float) -> RunRecor
 
 
 def with_derived_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """run.json without its config echo, plus tracked_fraction = tracked_frames / frames."""
+    """run.json without its config echo, plus tracked_fraction = tracked_frames / frames and, where the map
+    started at frame `initialized_frame` (monocular runs need two views), tracked_after_init = tracked_frames
+    / the frames from that one on."""
     out = {k: v for k, v in metrics.items() if k != "config"}
     frames, tracked = metrics.get("frames"), metrics.get("tracked_frames")
     if isinstance(frames, int) and isinstance(tracked, int) and frames > 0:
         out["tracked_fraction"] = tracked / frames
+        start = metrics.get("initialized_frame")
+        if isinstance(start, int) and not isinstance(start, bool) and 0 <= start < frames:
+            out["tracked_after_init"] = tracked / (frames - start)
     return out
 
 

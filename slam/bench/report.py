@@ -1,7 +1,8 @@
 """The Markdown section of a benchmark: our runs and the peers' in one table, the published figures apart.
 
-The section sits between START_MARKER and END_MARKER in a Markdown file; `update_markdown` replaces it
-(or appends it) and leaves the rest of the file as it was.
+The section sits between START_MARKER and END_MARKER in a Markdown file (`<!-- SECTION:start -->`, a
+suite's `section`, bench-suite by default); `update_markdown` replaces it (or appends it) and leaves the rest
+of the file as it was.
 """
 
 from __future__ import annotations
@@ -13,22 +14,29 @@ from typing import Any
 
 from slam.bench import published
 from slam.bench.results import Cell
+from slam.bench.suite import DEFAULT_SECTION, DEFAULT_TITLE, Suite
 from slam.errors import SlamInputError
 
-START_MARKER = "<!-- bench-suite:start -->"
-END_MARKER = "<!-- bench-suite:end -->"
+
+def markers(section: str = DEFAULT_SECTION) -> tuple[str, str]:
+    return f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+
+
+START_MARKER, END_MARKER = markers()
 TABLE_HEADER = (
     "| sequence | mode | method | runs ok | ATE m (align) | ATE online m | RPE m/frame | tracked/frames | "
     "tracking ms p50 / p95 | fps | run wall s | peak RSS MB | start-up s | local BA ms | status |"
 )
 
 
-def format_section(cells: list[Cell], header: dict[str, Any]) -> str:
-    """The whole section, markers included."""
+def format_section(cells: list[Cell], header: dict[str, Any], suite: Suite | None = None) -> str:
+    """The whole section, markers included (the suite's section name and title, its sequences' notes and
+    targets); the published figures only where a peer ran beside us."""
     m = header["machine"]
+    start, end = markers(suite.section if suite else DEFAULT_SECTION)
     lines = [
-        START_MARKER,
-        "### Results: our system and peers on the same frames",
+        start,
+        f"### {suite.title if suite else DEFAULT_TITLE}",
         "",
         f"- Date: {header['date']}",
         f"- Machine: {m['platform']}; {m['cpu_count']} CPUs ({m.get('cpu_model') or 'model unknown'}); "
@@ -43,10 +51,11 @@ def format_section(cells: list[Cell], header: dict[str, Any]) -> str:
         "|" + "---|" * (TABLE_HEADER.count("|") - 1),
         *(table_row(c) for c in cells),
         "",
-        *note_lines(cells),
+        *target_lines(cells),
+        *note_lines(cells, {s.name: s.note for s in suite.sequences} if suite else {}),
         *problem_lines(cells),
-        *published_lines(),
-        END_MARKER,
+        *(published_lines() if any(c.peer for c in cells) else []),
+        end,
     ]
     return "\n".join(lines)
 
@@ -87,15 +96,37 @@ def status_text(cell: Cell) -> str:
     return f"FAILED {len(cell.runs) - len(cell.ok_runs)} of {len(cell.runs)}"
 
 
-def note_lines(cells: list[Cell]) -> list[str]:
-    """What a method's runs say about how they ran (run.json "note", e.g. the ORB-SLAM3 peer's vocabulary)."""
+def target_lines(cells: list[Cell]) -> list[str]:
+    """Each cell's targets, checked on its medians: met, or missed with the median."""
+    lines = []
+    for c in cells:
+        if not c.checks:
+            continue
+        met = ", ".join(f"{ch['metric']} {ch['op']} {ch['bound']:g}" for ch in c.checks if ch["met"])
+        if c.targets_met:
+            lines.append(f"- {c.sequence} / {c.method}: met ({met})")
+            continue
+        missed = [status_text(c)] if c.status != "ok" else []
+        missed += [
+            f"{ch['metric']} {_sig(ch['median'])}, not {ch['op']} {ch['bound']:g}" for ch in c.checks if not ch["met"]
+        ]
+        lines.append(f"- {c.sequence} / {c.method}: MISSED: {'; '.join(missed)}" + (f" (met: {met})" if met else ""))
+    if not lines:
+        return []
+    return ["Targets (on the medians of the successful runs; every run must succeed):", "", *lines, ""]
+
+
+def note_lines(cells: list[Cell], sequence_notes: dict[str, str] | None = None) -> list[str]:
+    """The suite's notes on its sequences, and what a method's runs say about how they ran (run.json "note",
+    e.g. the ORB-SLAM3 peer's vocabulary)."""
+    lines = [f"- {name}: {_oneline(note)}" for name, note in (sequence_notes or {}).items() if note]
     notes: dict[str, list[str]] = {}
     for c in cells:
         for r in c.ok_runs:
             note = r.metrics.get("note")
             if isinstance(note, str) and note and note not in notes.setdefault(c.method, []):
                 notes[c.method].append(note)
-    lines = [f"- {method}: {_oneline(note)}" for method, items in notes.items() for note in items]
+    lines += [f"- {method}: {_oneline(note)}" for method, items in notes.items() for note in items]
     return ["Notes:", "", *lines, ""] if lines else []
 
 
@@ -152,6 +183,10 @@ def _num(value: float | None, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _sig(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
 def _oneline(text: str) -> str:
     return " ".join(text.split())
 
@@ -160,21 +195,22 @@ def _cell_text(text: str) -> str:
     return _oneline(text).replace("|", "\\|")
 
 
-def replace_section(text: str, section: str) -> str:
-    """`text` with the marked section replaced by `section`, or `section` appended when there is none."""
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+def replace_section(text: str, section: str, name: str = DEFAULT_SECTION) -> str:
+    """`text` with the section marked `name` replaced by `section`, or `section` appended when there is none."""
+    start_marker, end_marker = markers(name)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start == -1 and end == -1:
         return section + "\n" if not text else text + ("\n" if text.endswith("\n") else "\n\n") + section + "\n"
     if start == -1 or end == -1 or end < start:
-        raise ValueError(f"unbalanced markers: need {START_MARKER} before {END_MARKER}")
-    return text[:start] + section + text[end + len(END_MARKER) :]
+        raise ValueError(f"unbalanced markers: need {start_marker} before {end_marker}")
+    return text[:start] + section + text[end + len(end_marker) :]
 
 
-def update_markdown(path: Path, section: str) -> None:
-    """Replace the section in `path` (atomically: a reader never sees half a file)."""
+def update_markdown(path: Path, section: str, name: str = DEFAULT_SECTION) -> None:
+    """Replace the section marked `name` in `path` (atomically: a reader never sees half a file)."""
     text = path.read_text() if path.exists() else ""
     try:
-        updated = replace_section(text, section)
+        updated = replace_section(text, section, name)
     except ValueError as exc:
         raise SlamInputError(str(exc), path) from None
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

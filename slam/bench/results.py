@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from slam.bench.jobs import RunRecord, Skip
-from slam.bench.suite import Suite
+from slam.bench.suite import Suite, Target
 from slam.export import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +27,7 @@ class Cell:
     runs: list[RunRecord] = field(default_factory=list)
     skipped: str = ""  # why the cell was not run (mode not supported)
     summary: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> median, min, max, n
+    checks: list[dict[str, Any]] = field(default_factory=list)  # the sequence's targets on the medians
 
     @property
     def ok_runs(self) -> list[RunRecord]:
@@ -43,6 +44,13 @@ class Cell:
         return "partial" if ok else "failed"
 
     @property
+    def targets_met(self) -> bool:
+        """Every run ok and every target met (a cell without targets, or not run, has nothing to miss)."""
+        if not self.checks:
+            return True
+        return self.status == "ok" and all(c["met"] for c in self.checks)
+
+    @property
     def reason(self) -> str:
         """The skip reason, or the first failed run's error."""
         if self.skipped:
@@ -55,7 +63,9 @@ def build_cells(suite: Suite, records: list[RunRecord], skips: list[Skip]) -> li
     """One cell per (sequence, method) in suite order, each with its runs and their aggregate."""
     by_key: dict[tuple[str, str], Cell] = {}
     cells = []
+    targets: dict[str, tuple[Target, ...]] = {}
     for seq in suite.sequences:
+        targets[seq.name] = seq.targets
         for method in suite.methods:
             cell = Cell(seq.name, method.name, seq.mode, method.peer)
             by_key[seq.name, method.name] = cell
@@ -67,7 +77,18 @@ def build_cells(suite: Suite, records: list[RunRecord], skips: list[Skip]) -> li
     for cell in cells:
         cell.runs.sort(key=lambda r: r.run)
         cell.summary = aggregate([r.metrics for r in cell.ok_runs])
+        if cell.status != "skipped":
+            cell.checks = check_targets(targets[cell.sequence], cell.summary)
     return cells
+
+
+def check_targets(targets: tuple[Target, ...], summary: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Each target against the median of its metric (missing: None, never met)."""
+    checks = []
+    for t in targets:
+        median = summary.get(t.metric, {}).get("median")
+        checks.append({"metric": t.metric, "op": t.op, "bound": t.bound, "median": median, "met": t.met_by(median)})
+    return checks
 
 
 def aggregate(metric_dicts: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -106,6 +127,8 @@ def _cell_dict(cell: Cell) -> dict[str, Any]:
         "ok_runs": len(cell.ok_runs),
         "runs": runs,
         "summary": cell.summary,
+        "checks": cell.checks,
+        "targets_met": cell.targets_met,
     }
 
 

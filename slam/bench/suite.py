@@ -2,17 +2,30 @@
 
     runs: 3                  # runs per (sequence, method) cell; `slam bench --runs N` overrides it
     timeout_s: 900           # a run still going after this long is stopped and reported as failed
+    section: bench-suite     # optional: `--markdown` replaces what lies between <!-- SECTION:start/end -->
+    title: Results           # optional: the heading of that section
     sequences:
       - name: tum_fr3_teddy_rgbd
         data: tum/rgbd_dataset_freiburg3_teddy   # relative to `--data-root` (as the workers see it)
         config: ../tum_fr3_rgbd.yaml             # relative to this file
         mode: rgbd                               # must be the config's mode; picks SE(3) / Sim(3) alignment
         max_frames: 100                          # optional: only the first N frames
+        targets: [ate_rmse_m <= 0.007, fps >= 25]  # optional: run.json metrics, checked on each cell's medians
+        note: one line for the report           # optional
+      - name: synthetic_rgbd_300
+        synthetic: {frames: 300, seed: 0, trajectory: orbit}   # instead of data: see below
+        config: ../synthetic_rgbd.yaml
+        mode: rgbd
     methods:
       - name: ours
         overrides: [mapping.threaded=false]      # `--set` overrides of the sequence's config
       - name: orb_pnp
         peer: orb_pnp                            # a peer (slam.bench.peers) instead of our system
+
+A `synthetic` sequence is rendered (640x480, 30 fps; stereo when its mode is stereo) by
+`slam.synthetic.ensure_sequence` into this machine's cache before any run, or found there. Targets use the
+metrics of run.json plus tracked_fraction and tracked_after_init (`slam.bench.jobs.with_derived_metrics`);
+a cell meets them when every run succeeded and each median is within its bound; `slam bench` exits 1 otherwise.
 
 Every (sequence, method) pair is checked when the suite is loaded: the config must load with the method's
 overrides, so a typo fails in a second rather than after an hour of runs.
@@ -21,7 +34,9 @@ overrides, so a typo fails in a second rather than after an hour of runs.
 from __future__ import annotations
 
 import math
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,20 +46,53 @@ from slam.errors import SlamInputError
 from slam.yamlutil import parse_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names become folder names
-_TOP_KEYS = {"runs", "timeout_s", "sequences", "methods"}
-_SEQUENCE_KEYS = {"name", "data", "config", "mode", "max_frames"}
+_TOP_KEYS = {"runs", "timeout_s", "section", "title", "sequences", "methods"}
+_SEQUENCE_KEYS = {"name", "data", "synthetic", "config", "mode", "max_frames", "targets", "note"}
+_SYNTHETIC_KEYS = {"frames", "seed", "trajectory"}
 _METHOD_KEYS = {"name", "peer", "overrides"}
+_TARGET = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge}
 DEFAULT_RUNS = 3
 DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_SECTION = "bench-suite"
+DEFAULT_TITLE = "Results: our system and peers on the same frames"
+
+
+@dataclass(frozen=True)
+class Target:
+    """`metric op bound` (op `<=` or `>=`), checked against the median of a cell's successful runs."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def met_by(self, value: float | None) -> bool:
+        """A missing or non-finite median never meets a target."""
+        return value is not None and math.isfinite(value) and _OPS[self.op](value, self.bound)
+
+    def describe(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """A sequence rendered by `slam.synthetic.ensure_sequence` (640x480, 30 fps) instead of read from data."""
+
+    frames: int
+    seed: int = 0
+    trajectory: str = "orbit"
 
 
 @dataclass(frozen=True)
 class BenchSequence:
     name: str
-    data: str  # relative to the data root
+    data: str | None  # relative to the data root; None for a synthetic sequence
     config: Path  # absolute
     mode: str
     max_frames: int | None = None
+    synthetic: Synthetic | None = None
+    targets: tuple[Target, ...] = ()
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +113,8 @@ class Suite:
     methods: tuple[BenchMethod, ...]
     runs: int = DEFAULT_RUNS
     timeout_s: float = DEFAULT_TIMEOUT_S
+    section: str = DEFAULT_SECTION
+    title: str = DEFAULT_TITLE
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -86,6 +136,8 @@ def load_suite(path: str | Path) -> Suite:
         methods,
         _positive_int(data.get("runs", DEFAULT_RUNS), "runs", path),
         _positive_number(data.get("timeout_s", DEFAULT_TIMEOUT_S), "timeout_s", path),
+        _name(data.get("section", DEFAULT_SECTION), "section", path, suffix=""),
+        _string(data.get("title", DEFAULT_TITLE), "title", path),
     )
     _check_configs(suite)
     return suite
@@ -109,9 +161,15 @@ def _sequence(item: Any, where: str, path: Path) -> BenchSequence:
         raise SlamInputError(f"{where} must be a mapping", path)
     _check_keys(item, _SEQUENCE_KEYS, f"{where}: ", path)
     name = _name(item.get("name"), where, path)
-    data = _string(item.get("data"), f"{where}.data", path)
-    if PurePosixPath(data).is_absolute() or Path(data).is_absolute():
-        raise SlamInputError(f"{where}.data must be relative to --data-root, got '{data}'", path)
+    if ("data" in item) == ("synthetic" in item):
+        raise SlamInputError(f"{where} needs exactly one of 'data' and 'synthetic'", path)
+    data, synthetic = None, None
+    if "data" in item:
+        data = _string(item.get("data"), f"{where}.data", path)
+        if PurePosixPath(data).is_absolute() or Path(data).is_absolute():
+            raise SlamInputError(f"{where}.data must be relative to --data-root, got '{data}'", path)
+    else:
+        synthetic = _synthetic(item["synthetic"], f"{where}.synthetic", path)
     config = path.parent / _string(item.get("config"), f"{where}.config", path)
     if not config.is_file():
         raise SlamInputError(f"{where}.config: file not found: {config}", path)
@@ -121,7 +179,43 @@ def _sequence(item: Any, where: str, path: Path) -> BenchSequence:
     max_frames = item.get("max_frames")
     if max_frames is not None:
         max_frames = _positive_int(max_frames, f"{where}.max_frames", path)
-    return BenchSequence(name, data, config.resolve(), mode, max_frames)
+    targets = item.get("targets", [])
+    if not isinstance(targets, list):
+        raise SlamInputError(f"{where}.targets must be a list of 'metric <= bound' or 'metric >= bound'", path)
+    targets = tuple(_target(t, f"{where}.targets[{i}]", path) for i, t in enumerate(targets))
+    note = _string(item["note"], f"{where}.note", path) if "note" in item else ""
+    return BenchSequence(name, data, config.resolve(), mode, max_frames, synthetic, targets, note)
+
+
+def _synthetic(item: Any, where: str, path: Path) -> Synthetic:
+    from slam.synthetic import TRAJECTORIES
+
+    if not isinstance(item, dict):
+        raise SlamInputError(f"{where} must be a mapping of {', '.join(sorted(_SYNTHETIC_KEYS))}", path)
+    _check_keys(item, _SYNTHETIC_KEYS, f"{where}: ", path)
+    frames = _positive_int(item.get("frames"), f"{where}.frames", path)
+    seed = item.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SlamInputError(f"{where}.seed must be a non-negative integer, got {seed!r}", path)
+    trajectory = item.get("trajectory", "orbit")
+    if trajectory not in TRAJECTORIES:
+        raise SlamInputError(f"{where}.trajectory must be one of {', '.join(TRAJECTORIES)}, got {trajectory!r}", path)
+    return Synthetic(frames, seed, trajectory)
+
+
+def _target(value: Any, where: str, path: Path) -> Target:
+    match = _TARGET.match(value) if isinstance(value, str) else None
+    bound = _float(match.group(3)) if match else math.nan
+    if not math.isfinite(bound):
+        raise SlamInputError(f"{where} must be 'metric <= bound' or 'metric >= bound', got {value!r}", path)
+    return Target(match.group(1), match.group(2), bound)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def _method(item: Any, where: str, path: Path) -> BenchMethod:
@@ -164,9 +258,9 @@ def _check_unique(names: list[str], key: str, path: Path) -> None:
         seen.add(name)
 
 
-def _name(value: Any, where: str, path: Path) -> str:
+def _name(value: Any, where: str, path: Path, suffix: str = ".name") -> str:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise SlamInputError(f"{where}.name must be letters, digits, '_', '.' or '-', got {value!r}", path)
+        raise SlamInputError(f"{where}{suffix} must be letters, digits, '_', '.' or '-', got {value!r}", path)
     return value
 
 

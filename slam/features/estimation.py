@@ -1,4 +1,4 @@
-"""Robust geometry from matches through OpenCV's USAC: essential, fundamental, homography, PnP.
+"""Robust two-view geometry from matches through OpenCV's USAC: essential, fundamental, homography.
 
 MAGSAC++ by default (it marginalises over the noise scale, so the threshold is an upper bound rather than
 a value to tune); plain RANSAC is selectable for comparison. Thresholds and confidence come from the
@@ -15,7 +15,6 @@ import numpy as np
 from slam.config import EstimationConfig
 
 _TWO_VIEW = {"magsac": cv2.USAC_MAGSAC, "ransac": cv2.RANSAC}
-_PNP = {"magsac": cv2.USAC_MAGSAC, "ransac": cv2.SOLVEPNP_ITERATIVE}
 
 
 @dataclass
@@ -31,12 +30,6 @@ class RelativePose:
 @dataclass
 class Model:
     matrix: np.ndarray  # (3,3) fundamental matrix or homography
-    inliers: np.ndarray  # (N,) bool
-
-
-@dataclass
-class AbsolutePose:
-    T_cw: np.ndarray  # (4,4) world -> camera
     inliers: np.ndarray  # (N,) bool
 
 
@@ -91,32 +84,6 @@ def homography(pts1: np.ndarray, pts2: np.ndarray, cfg: EstimationConfig) -> Mod
     if H is None:
         return None
     return Model(H, _mask(mask, len(p1)))
-
-
-def pnp(xyz: np.ndarray, uv: np.ndarray, K: np.ndarray, cfg: EstimationConfig) -> AbsolutePose | None:
-    """Camera pose from world points and their pixels (undistorted)."""
-    X = np.ascontiguousarray(xyz, dtype=np.float64).reshape(-1, 3)
-    x = _pts(uv)
-    if len(X) < 6:
-        return None
-    ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-        X,
-        x,
-        K,
-        None,
-        iterationsCount=cfg.max_iterations,
-        reprojectionError=cfg.pnp_threshold_px,
-        confidence=cfg.confidence,
-        flags=_PNP[cfg.method],
-    )
-    if not ok or inliers is None:
-        return None
-    T = np.eye(4)
-    T[:3, :3] = cv2.Rodrigues(rvec)[0]
-    T[:3, 3] = tvec.ravel()
-    mask = np.zeros(len(X), bool)
-    mask[inliers.ravel()] = True
-    return AbsolutePose(T, mask)
 
 
 def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:

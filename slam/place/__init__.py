@@ -6,14 +6,12 @@
     db.add(kf_id, t.bow); db.remove(kf_id)
     candidates = db.query(t.bow, exclude=covisible_ids)              # ORB-SLAM's 80%-common-words filter
     loops = group_scores(candidates, neighbours, min_score=s_min)   # ORB-SLAM's covisibility accumulation
-    ia, ib = match_by_nodes(t.nodes, descriptors, t2.nodes, descriptors2, max_distance=50)
 
 See docs/place_recognition.md for the file format, the shipped vocabulary and measured quality.
 """
 
 from slam.place.bow import BowVector, score
 from slam.place.database import Candidates, KeyframeDatabase, group_scores
-from slam.place.direct_index import match_by_nodes
 from slam.place.vocabulary import (
     DEFAULT_VOCABULARY,
     FORMAT_VERSION,
@@ -33,7 +31,6 @@ __all__ = [
     "Vocabulary",
     "group_scores",
     "load_vocabulary",
-    "match_by_nodes",
     "score",
     "train_vocabulary",
 ]

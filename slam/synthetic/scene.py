@@ -82,11 +82,6 @@ class Scene:
             best = np.minimum(best, np.linalg.norm(d - np.outer(a, s.u) - np.outer(b, s.v), axis=1))
         return best
 
-    def inside_room(self, points: np.ndarray) -> np.ndarray:
-        points = np.atleast_2d(points)
-        return (np.all(np.abs(points[:, :2]) < ROOM_HALF, axis=1) & (points[:, 2] > 0)
-                & (points[:, 2] < ROOM_HEIGHT))
-
 
 def build_scene(seed: int, textured: bool = True) -> Scene:
     """The room, its boxes and all textures; the same seed always gives the same scene.

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from slam.evaluation import evaluate_files
-from slam.export import read_ply_points
 from slam.runner import RunResult
 from slam.synthetic import render_sequence
 from slam.trajectory import read_tum
+from slam.viewer.runfiles import read_ply
 from tests.integration.runs import SYNC, run
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def check_outputs(result: RunResult, frames: int, mode: str) -> dict:
     keyframes = read_tum(result.out_dir / "keyframes.tum")
     assert 2 <= len(keyframes) == summary["keyframes"]
     assert np.isin(keyframes.timestamps, trajectory.timestamps).all()
-    points = read_ply_points(result.out_dir / "map.ply")
+    points = read_ply(result.out_dir / "map.ply")[0]
     assert len(points) == summary["map_points"] > 1000 and np.isfinite(points).all()
     return summary
 
@@ -101,7 +101,7 @@ def test_synthetic_rgbd_accuracy(synthetic):
     # The map (in the first camera's frame) lies in the rendered room, |x| <= 4 m, |y| <= 3 m, 0 <= z <= 3 m,
     # up to triangulation error (points on the walls are 3-6 m away). Measured: 99.1 % within 0.25 m.
     gt = read_tum(data / "groundtruth.txt")
-    points = read_ply_points(result.out_dir / "map.ply")
+    points = read_ply(result.out_dir / "map.ply")[0]
     world = points @ gt.poses[0][:3, :3].T + gt.poses[0][:3, 3]
     slack = 0.25
     inside = np.all((np.abs(world[:, :2]) <= [4 + slack, 3 + slack]) & (world[:, 2:] >= -slack)

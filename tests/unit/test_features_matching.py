@@ -10,7 +10,6 @@ from slam.features.estimation import (
     fundamental,
     homography,
     mean_average_accuracy,
-    pnp,
     rotation_error_deg,
     translation_error_deg,
 )
@@ -124,23 +123,12 @@ def test_fundamental_and_homography_with_30_percent_outliers():
     assert np.mean(est.inliers[~wrong]) > 0.95 and np.mean(est.inliers[wrong]) < 0.05
 
 
-@pytest.mark.parametrize("method", ["magsac", "ransac"])
-def test_pnp_recovers_a_known_pose_with_30_percent_outliers(method):
-    rng = np.random.default_rng(9)
-    X, _, x2, R, t, bad = _two_views(rng)
-    pose = pnp(X, x2, K, EstimationConfig(method=method))
-    assert rotation_error_deg(pose.T_cw[:3, :3], R) < 0.3
-    assert np.linalg.norm(pose.T_cw[:3, 3] - t) < 0.02
-    assert np.mean(pose.inliers[~bad]) > 0.9 and np.mean(pose.inliers[bad]) < 0.05
-
-
 def test_too_little_data_gives_none():
     cfg = EstimationConfig()
     pts = np.zeros((3, 2))
     assert essential(pts, pts, K, cfg) is None
     assert fundamental(pts, pts, cfg) is None
     assert homography(pts, pts, cfg) is None
-    assert pnp(np.zeros((3, 3)), pts, K, cfg) is None
 
 
 def test_mean_average_accuracy_over_1_to_10_degrees():

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from slam.errors import SlamInputError
-from slam.matching import hamming_distance
-from slam.place import BowVector, load_vocabulary, match_by_nodes, score, train_vocabulary
+from slam.place import BowVector, load_vocabulary, score, train_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -149,29 +148,6 @@ def test_rendered_view_scores_higher_against_its_warped_copy_than_another_view(r
     # Views of one room share its texture statistics, so unrelated views still score about 0.1 (measured).
     assert same > 1.5 * score(bows[0], bows[2])
     assert same > 1.5 * score(bows[0], bows[3])
-
-
-def test_direct_index_matches_a_view_with_its_warped_copy(rendered_views):
-    import cv2
-
-    from slam.config import FeaturesConfig
-    from slam.features import create_extractor
-
-    vocab = load_vocabulary()
-    extractor = create_extractor(FeaturesConfig())
-    view = rendered_views[0]
-    h, w = view.shape[:2]
-    shift = np.float32([[1, 0, 7], [0, 1, -5]])
-    moved = cv2.warpAffine(view, shift, (w, h), borderMode=cv2.BORDER_REFLECT)
-    fa, fb = extractor.extract(view), extractor.extract(moved)
-    ta, tb = vocab.transform(fa.descriptors), vocab.transform(fb.descriptors)
-    ia, ib = match_by_nodes(ta.nodes, fa.descriptors, tb.nodes, fb.descriptors, max_distance=50)
-    assert len(ia) > 200
-    assert len(np.unique(ib)) == len(ib)  # one match per keypoint of B
-    assert np.all(ta.nodes[ia] == tb.nodes[ib])
-    assert np.all(hamming_distance(fa.descriptors[ia], fb.descriptors[ib]) <= 50)
-    error = np.linalg.norm(fa.keypoints[ia] + (7, -5) - fb.keypoints[ib], axis=1)
-    assert np.mean(error < 2.0) > 0.9
 
 
 def test_transform_refuses_descriptors_of_another_kind(tmp_path):
