@@ -76,7 +76,9 @@ class EstimationConfig:
 class TrackingConfig:
     min_tracked_points: int = 30  # fewer inliers than this: tracking is lost
     projection_radius_px: float = 7.0  # motion-model search window at octave 0 (doubled for monocular)
-    local_map_search_factor: float = 1.0  # scales the local-map search window (2.5-4 px at octave 0)
+    # Scales the local-map search window (2.5-4 px at octave 0): ORB-SLAM's 1 for stereo and monocular; its RGB-D
+    # value, 3, is set in the packaged RGB-D configs.
+    local_map_search_factor: float = 1.0
     ransac_threshold_px: float = 4.0
     keyframe_max_frames: int = 30  # insert a keyframe at least this often (frames)
     keyframe_min_frames: int = 0
