@@ -14,14 +14,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from slam.bundle_adjustment import adjust_whole_map
 from slam.camera import Camera
 from slam.config import Config
-from slam.map import Map
+from slam.map import Map, MapUpdate
 from slam.optimizer import optimize_pose, pose_covariance
 from slam.pose_graph import PoseGraphEdge, optimize_pose_graph, relative
 from slam.relocalization import match_descriptors
@@ -42,13 +44,10 @@ class PlaceIndex(Protocol):
 
 
 class MappingControl(Protocol):
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
+    def paused(self) -> AbstractContextManager[None]: ...
 
     def fuse_points(self, pt_ids: np.ndarray, kf_id: int) -> None: ...
 
-    def global_bundle_adjustment(self, iterations: int, abort: threading.Event | None) -> bool: ...
 
 
 @dataclass
@@ -290,8 +289,7 @@ class LoopCloser:
     # ---- correction -----------------------------------------------------------------------------------------
     def _correct(self, kf_id: int, loop_kf: int, S: np.ndarray, kp_idx: np.ndarray, loop_pts: np.ndarray) -> None:
         start = time.perf_counter()
-        self.mapping.pause()
-        try:
+        with self.mapping.paused():
             with self.map.lock:
                 before = self._poses_as_similarities()
                 group = self._move_onto_loop(kf_id, S, before)
@@ -302,8 +300,6 @@ class LoopCloser:
             for k in group:  # ORB-SLAM's SearchAndFuse: the loop's points into the corrected neighbourhood
                 self.mapping.fuse_points(self._points_of(loop_group), k)
             self._optimize_essential_graph(kf_id, loop_kf, group, loop_group, before)
-        finally:
-            self.mapping.resume()
         ms = (time.perf_counter() - start) * 1000.0
         self.stats.loops.append(Loop(kf_id, loop_kf, len(kp_idx), sim3_scale(S), ms))
         self._last_loop_kf = kf_id
@@ -315,7 +311,7 @@ class LoopCloser:
         if self.cfg.global_ba_iterations <= 0:
             return
         start = time.perf_counter()
-        if self.mapping.global_bundle_adjustment(self.cfg.global_ba_iterations, self._stop):
+        if adjust_whole_map(self.map, self.camera, self.mapping.paused, self.cfg.global_ba_iterations, self._stop):
             self.stats.loops[-1].global_ba_ms = (time.perf_counter() - start) * 1000.0
 
     def _poses_as_similarities(self) -> dict[int, np.ndarray]:
@@ -331,12 +327,11 @@ class LoopCloser:
         for k in group:
             ids = self.map.keyframes[k].point_ids
             ids = ids[(ids >= 0)]
-            ids = ids[p.alive[ids] & (self._moved_by[ids] < 0)]
-            p.xyz[ids] = sim3_apply(S, p.xyz[ids])
-            self._moved_by[ids] = k
-            self.map.kf_poses[k] = _rigid(corrected[k])
-        self.map.update_point_geometry(np.flatnonzero(self._moved_by >= 0))
-        self.map.generation += 1
+            self._moved_by[ids[p.alive[ids] & (self._moved_by[ids] < 0)]] = k
+        moved = np.flatnonzero(self._moved_by >= 0)
+        kf_ids = np.array(sorted(group), np.int64)
+        poses = np.array([_rigid(corrected[k]) for k in kf_ids.tolist()]).reshape(-1, 4, 4)
+        self.map.apply(MapUpdate(kf_ids, poses, moved, sim3_apply(S, p.xyz[moved]), moved=True))
         self._corrected = corrected
         return group
 
@@ -375,7 +370,6 @@ class LoopCloser:
         optimized = optimize_pose_graph(start, edges, fixed, self.with_scale)
         with self.map.lock:
             self._apply_graph(ids, start, optimized)
-            self.map.generation += 1
 
     def _graph_edges(self, ids, index, group, loop_group, before) -> list[PoseGraphEdge]:
         """Chain and strong covisibility edges measured before the correction; loop edges after it."""
@@ -416,13 +410,16 @@ class LoopCloser:
         known = alive < len(self._moved_by)
         moved_by[known] = self._moved_by[alive[known]]
         refs = np.where(moved_by >= 0, moved_by, p.ref_kf[alive])
+        pt_ids, xyz = [], []
         for k in np.unique(refs).tolist():
             if k in correction:
                 sel = alive[refs == k]
-                p.xyz[sel] = sim3_apply(correction[k], p.xyz[sel])
-        for i, k in enumerate(ids):
-            self.map.kf_poses[k] = _rigid(optimized[i])
-        self.map.update_point_geometry(alive)
+                pt_ids.append(sel)
+                xyz.append(sim3_apply(correction[k], p.xyz[sel]))
+        poses = np.array([_rigid(S) for S in optimized]).reshape(-1, 4, 4)
+        pt_ids = np.concatenate(pt_ids) if pt_ids else np.zeros(0, np.int64)
+        xyz = np.concatenate(xyz) if xyz else np.zeros((0, 3))
+        self.map.apply(MapUpdate(np.asarray(ids, np.int64), poses, pt_ids, xyz, moved=True), refresh=alive)
 
 
 def _rigid(S: np.ndarray) -> np.ndarray:

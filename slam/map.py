@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,20 @@ class KeyFrame:
             array = getattr(self, name)
             setattr(self, name, np.empty((0, *array.shape[1:]), dtype=array.dtype))
         self.colors = None
+
+
+@dataclass(frozen=True)
+class MapUpdate:
+    """Keyframe poses and point positions computed outside the map (bundle adjustment, a loop correction),
+    to be written in one step by Map.apply."""
+    kf_ids: np.ndarray  # (K,) keyframes whose pose changes
+    poses_cw: np.ndarray  # (K, 4, 4)
+    pt_ids: np.ndarray  # (P,) points whose position changes
+    xyz: np.ndarray  # (P, 3)
+    # observations (keyframe, keypoint) found to be outliers: forgotten
+    outlier_kf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    outlier_kp: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    moved: bool = False  # the map jumped as a whole (loop correction, global BA): tracking re-places its frame
 
 
 class _Growable:
@@ -126,7 +140,7 @@ class Map:
         self._rows: dict[int, list[int]] = {}  # point id -> its live observation rows
         self._connections: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # covisibility, cached per keyframe
         self.keyframes: list[KeyFrame] = []
-        self.generation = 0  # bumped when loop closing moves keyframes, so tracking re-places its last frame
+        self.generation = 0  # changed only by apply(): the map jumped, so tracking re-places its last frame
         self.kf_poses = np.zeros((0, 4, 4))  # T_cw per keyframe id
         self.kf_T_parent = np.zeros((0, 4, 4))  # T_kf_parent, kept for culled keyframes
 
@@ -314,6 +328,23 @@ class Map:
         return ids[order], counts[ids][order]
 
     # ---- derived point attributes ---------------------------------------------------------------------
+    def apply(self, update: MapUpdate, refresh: np.ndarray | None = None) -> None:
+        """Write an update (lock held by the caller): poses, positions, outlier observations forgotten, then the
+        viewing geometry of `refresh` (default: the points written) recomputed. A jump of the whole map
+        (`update.moved`) changes `generation`, by which tracking knows to re-place its last frame."""
+        self.kf_poses[update.kf_ids] = update.poses_cw
+        self.points.xyz[update.pt_ids] = update.xyz
+        if len(update.outlier_kf):
+            self.remove_observations(update.outlier_kf, update.outlier_kp)
+        self.update_point_geometry(update.pt_ids if refresh is None else refresh)
+        if update.moved:
+            self.generation += 1
+
+    def count_tracked(self, visible: np.ndarray, found: np.ndarray) -> None:
+        """A frame's tracking statistics (lock held): points in its view, and points it matched."""
+        self.points.visible[visible] += 1
+        self.points.found[found] += 1
+
     def update_point_geometry(self, pt_ids: np.ndarray) -> None:
         """Viewing direction and scale-invariance distance range from the observing keyframes."""
         pt_ids = pt_ids[self.points.alive[pt_ids]]

@@ -10,16 +10,18 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from slam.bundle_adjustment import adjust_window
 from slam.camera import Camera
 from slam.config import Config
 from slam.geometry import CHI2_MONO, CHI2_STEREO, se3_inverse, triangulate_linear
 from slam.map import Map
 from slam.matching import KeypointGrid, match_epipolar, search_by_projection
-from slam.optimizer import local_bundle_adjustment
 
 
 @dataclass
@@ -48,26 +50,6 @@ class _KeyframeView:
     @property
     def center(self) -> np.ndarray:
         return -self.T_cw[:3, :3].T @ self.T_cw[:3, 3]
-
-
-@dataclass
-class _BAProblem:
-    kf_ids: np.ndarray
-    fixed: np.ndarray
-    poses: np.ndarray
-    pt_ids: np.ndarray
-    xyz: np.ndarray
-    obs_kf: np.ndarray
-    obs_kp: np.ndarray
-    obs_pt: np.ndarray
-    uv: np.ndarray
-    u_right: np.ndarray
-    inv_sigma2: np.ndarray
-
-    def args(self) -> tuple:
-        """Positional arguments of optimizer.local_bundle_adjustment (up to the camera)."""
-        return (self.poses, self.fixed, self.xyz, np.searchsorted(self.kf_ids, self.obs_kf),
-                np.searchsorted(self.pt_ids, self.obs_pt), self.uv, self.u_right, self.inv_sigma2)
 
 
 class LocalMapper:
@@ -129,19 +111,19 @@ class LocalMapper:
         self._busy.clear()
 
     def _process_and_pass_on(self, kf_id: int) -> None:
-        with self._working:  # loop closing pauses mapping between keyframes by taking this
+        with self._working:  # paused() holds this between keyframes
             self.process(kf_id)
         if self.on_keyframe_done is not None:
             self.on_keyframe_done(kf_id)
 
     # ---- what loop closing needs ---------------------------------------------------------------------------
-    def pause(self) -> None:
-        """Block until the keyframe being processed is done, then keep mapping stopped until resume()."""
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Mapping stopped between keyframes while the block runs: the keyframe in progress finishes first
+        (its bundle adjustment cut short)."""
         self.abort_ba.set()
-        self._working.acquire()
-
-    def resume(self) -> None:
-        self._working.release()
+        with self._working:
+            yield
 
     def fuse_points(self, pt_ids: np.ndarray, kf_id: int) -> None:
         self._fuse(pt_ids, kf_id)
@@ -400,115 +382,9 @@ class LocalMapper:
         start = time.perf_counter()
         with self.map.lock:
             window = [kf_id, *self._neighbours(kf_id, self.cfg.local_ba_window - 1)]
-            problem = self._gather_ba(window, max_fixed=self.cfg.local_ba_fixed)
-        if problem is None:
-            return
-        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=self.cfg.local_ba_iterations,
-                                         abort=self.abort_ba)
-        if result.aborted and result.iterations_run == 0:
-            return  # nothing was optimised: keep every observation
-        self._apply_ba(problem, result)
-        self.stats.ba_ms.append((time.perf_counter() - start) * 1000.0)
-
-    def global_bundle_adjustment(self, iterations: int = 15, abort: threading.Event | None = None) -> bool:
-        """All keyframes and points, the oldest keyframe fixed: at the end of a run, and after a loop.
-
-        The map is copied out and optimised without the lock, so tracking and local mapping go on; the
-        result is written back with mapping paused, and what was added meanwhile follows the keyframes it
-        hangs on (ORB-SLAM's RunGlobalBundleAdjustment). False when there was nothing to do or `abort` fired.
-        """
-        with self.map.lock:
-            window = self.map.alive_keyframe_ids().tolist()
-            if len(window) < 2:
-                return False  # no map yet (a monocular run that never initialised) or nothing to adjust
-            problem = self._gather_ba(window)
-        if problem is None:
-            return False
-        # g2o's sparse solver: the compiled one reduces to a dense pose system (6 x keyframes squared), right
-        # for a local window but not for a whole map.
-        result = local_bundle_adjustment(*problem.args(), self.camera, iterations=iterations, abort=abort,
-                                         backend="g2o")
-        if result.aborted:
-            return False
-        self.pause()
-        try:
-            with self.map.lock:
-                self._apply_global_ba(problem, result)
-        finally:
-            self.resume()
-        return True
-
-    def _apply_global_ba(self, problem: _BAProblem, result) -> None:
-        """Write a global BA back (lock held). Keyframes made since the copy move with their most covisible
-        adjusted keyframe, points made since with their reference keyframe."""
-        m, p = self.map, self.map.points
-        adjusted = {int(k): result.poses_cw[i] for i, k in enumerate(problem.kf_ids) if m.keyframes[k].alive}
-        before = {k: m.kf_poses[k].copy() for k in m.alive_keyframe_ids().tolist()}
-        after = dict(adjusted)
-        for k in before.keys() - adjusted.keys():
-            anchor = next((int(n) for n in m.covisible(k)[0] if int(n) in adjusted), None)
-            if anchor is not None:
-                after[k] = before[k] @ se3_inverse(before[anchor]) @ adjusted[anchor]
-        for k, T in after.items():
-            m.kf_poses[k] = T
-        copied = np.zeros(p.size, bool)
-        copied[problem.pt_ids] = True
-        alive = m.alive_point_ids()
-        p.xyz[problem.pt_ids[p.alive[problem.pt_ids]]] = result.points_w[p.alive[problem.pt_ids]]
-        for k in np.unique(p.ref_kf[alive[~copied[alive]]]).tolist():
-            if k in after:
-                sel = alive[~copied[alive] & (p.ref_kf[alive] == k)]
-                move = se3_inverse(after[k]) @ before[k]
-                p.xyz[sel] = p.xyz[sel] @ move[:3, :3].T + move[:3, 3]
-        # Outliers are forgotten only where the keypoint still holds the point BA saw.
-        bad = np.flatnonzero(result.outlier)
-        held = np.array([m.keyframes[k].alive and m.keyframes[k].point_ids[kp] == pt for k, kp, pt in zip(
-            problem.obs_kf[bad].tolist(), problem.obs_kp[bad].tolist(), problem.obs_pt[bad].tolist())], bool)
-        m.remove_observations(problem.obs_kf[bad[held]], problem.obs_kp[bad[held]])
-        m.update_point_geometry(m.alive_point_ids())
-        m.generation += 1
-
-    def _gather_ba(self, window: list[int], max_fixed: int | None = None) -> _BAProblem | None:
-        """Copy a BA problem out of the map (lock held by the caller): the window's keyframes are optimised,
-        other keyframes that see the same points stay fixed, as does the first keyframe."""
-        pts = np.concatenate([self.map.keyframes[k].point_ids for k in window])
-        pts = np.unique(pts[pts >= 0])
-        pts = pts[self.map.points.alive[pts]]
-        obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
-        if max_fixed is not None:
-            # Anchor the window with the outside keyframes that share the most points with it.
-            outside = ~np.isin(obs_kf, window)
-            ids, counts = np.unique(obs_kf[outside], return_counts=True)
-            anchors = ids[np.argsort(-counts, kind="stable")[:max_fixed]]
-            keep = ~outside | np.isin(obs_kf, anchors)
-            obs_kf, obs_kp, obs_pt = obs_kf[keep], obs_kp[keep], obs_pt[keep]
-        kf_ids = np.unique(np.concatenate([np.array(window, dtype=np.int64), obs_kf]))
-        oldest = next(kf.id for kf in self.map.keyframes if kf.alive)  # keyframe 0 unless a sliding window culled it
-        fixed = ~np.isin(kf_ids, window) | (kf_ids == oldest)
-        if len(pts) == 0 or np.all(fixed):
-            return None
-        uv = np.empty((len(obs_kf), 2))
-        u_right = np.empty(len(obs_kf))
-        inv_sigma2 = np.empty(len(obs_kf))
-        for k in kf_ids.tolist():
-            sel = obs_kf == k
-            kf = self.map.keyframes[k]
-            uv[sel] = kf.keypoints[obs_kp[sel]]
-            u_right[sel] = kf.u_right[obs_kp[sel]]
-            inv_sigma2[sel] = kf.inv_sigma2[obs_kp[sel]]
-        return _BAProblem(kf_ids, fixed, self.map.kf_poses[kf_ids].copy(), pts, self.map.points.xyz[pts].copy(),
-                          obs_kf, obs_kp, obs_pt, uv, u_right, inv_sigma2)
-
-    def _apply_ba(self, problem: _BAProblem, result) -> None:
-        """Write optimised poses and points back by id; forget the observations BA found to be outliers."""
-        with self.map.lock:
-            free = np.flatnonzero(~problem.fixed)
-            self.map.kf_poses[problem.kf_ids[free]] = result.poses_cw[free]
-            alive = self.map.points.alive[problem.pt_ids]
-            self.map.points.xyz[problem.pt_ids[alive]] = result.points_w[alive]
-            bad = result.outlier
-            self.map.remove_observations(problem.obs_kf[bad], problem.obs_kp[bad])
-            self.map.update_point_geometry(problem.pt_ids)
+        if adjust_window(self.map, self.camera, window, self.cfg.local_ba_fixed, self.cfg.local_ba_iterations,
+                         self.abort_ba):
+            self.stats.ba_ms.append((time.perf_counter() - start) * 1000.0)
 
     # ---- keyframe culling ------------------------------------------------------------------------------
     def _slide_window(self) -> None:

@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 
+from slam.bundle_adjustment import adjust_whole_map
 from slam.camera import Camera
 from slam.config import Config
 from slam.errors import SlamRuntimeError, describe
@@ -152,7 +153,7 @@ class System:
         self._check_mapping()
         if finish_mapping and self.config.mapping.enabled and self.config.mapping.final_global_ba:
             try:
-                self.mapper.global_bundle_adjustment()
+                adjust_whole_map(self.map, self.camera, self.mapper.paused)
             except Exception as exc:
                 raise SlamRuntimeError(f"final bundle adjustment failed: {describe(exc)}") from exc
 

@@ -429,8 +429,7 @@ class Tracker:
         frame.point_ids[~matches.has] = -1
         found = frame.point_ids[frame.point_ids >= 0]
         with self.map.lock:
-            self.map.points.visible[local.point_ids[visible]] += 1
-            self.map.points.found[found] += 1
+            self.map.count_tracked(local.point_ids[visible], found)
             self.reference_kf = self._most_shared_keyframe(found, self.reference_kf)
         return int(np.count_nonzero(frame.point_ids >= 0))
 

@@ -105,10 +105,10 @@ def test_mapping_failure(synthetic_rgbd_seq, tmp_path, monkeypatch, threaded, me
 
 @pytest.mark.timeout(120)
 def test_final_bundle_adjustment_failure(synthetic_rgbd_seq, tmp_path, monkeypatch):
-    def failing_ba(self, iterations=15):
+    def failing_ba(*args, **kwargs):
         raise FloatingPointError("injected")
 
-    monkeypatch.setattr(LocalMapper, "global_bundle_adjustment", failing_ba)
+    monkeypatch.setattr("slam.system.adjust_whole_map", failing_ba)
     result, leftover = run(synthetic_rgbd_seq, tmp_path, config())
     assert result.exit_code == 1 and leftover == []
     assert result.error.startswith("final bundle adjustment failed: FloatingPointError: injected")
