@@ -293,3 +293,20 @@ def test_a_synthetic_sequence_is_rendered_once_before_the_runs(tmp_path, monkeyp
     assert (folder / "rgb").stat().st_mtime_ns == stamp  # found in the cache, not rendered again
     stereo = [j for j in jobs if j.sequence == "syn_stereo"]
     assert stereo[0].data == str((tmp_path / "data" / "synthetic" / "stereo").resolve())
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "bench").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_packaged_suite_loads(path):
+    """A packaged suite whose config, mode or target is wrong fails here, not after minutes of runs."""
+    suite = load_suite(path)
+    assert suite.sequences and suite.methods
+
+
+def test_realtime_suite_asks_for_a_stream_kept_up_with():
+    suite = load_suite(REPO / "configs" / "bench" / "realtime.yaml")
+    assert {s.mode for s in suite.sequences} == {"rgbd", "stereo", "mono"}
+    for s in suite.sequences:
+        assert s.synthetic is not None and s.synthetic.frames == 1000
+        bounds = {t.metric: (t.op, t.bound) for t in s.targets}
+        # 33.3 s of video: the whole run within 10% of it, p95 within 1.5 frame periods.
+        assert bounds["run_wall_s"] == ("<=", 36.7) and bounds["tracking_ms_p95"] == ("<=", 45.0)
