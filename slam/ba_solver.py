@@ -142,19 +142,21 @@ def _inv3(M):
 
 @njit(cache=True, nogil=True)
 def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active, delta2, k, pt_start, pt_edges,
-          iterations, lam, nu):
-    """Levenberg-Marquardt iterations on (poses, points), both updated in place.
+          iterations):
+    """Levenberg-Marquardt iterations on (poses, points), both updated in place; the damping starts afresh
+    with every call, as g2o's with every optimize().
 
     free_idx[kf]: the pose's block in the reduced system, -1 for a fixed keyframe. pt_edges[pt_start[p]:
-    pt_start[p + 1]] are point p's edges. delta2 = (mono, stereo) Huber thresholds on chi2, negative for no
-    kernel. lam <= 0 starts the damping afresh. Returns (iterations run, lam, nu); fewer iterations than asked
-    when no damping makes the cost go down (converged, or nothing to optimise).
+    pt_start[p + 1]] are point p's edges (point_edges). delta2 = (mono, stereo) Huber thresholds on chi2,
+    negative for no kernel. Returns the iterations run: fewer than asked when no damping makes the cost go
+    down (converged, or nothing to optimise).
     """
     n_pts = points.shape[0]
     n = 6 * n_free
     n_edges = e_kf.shape[0]
     Hpl = np.zeros((n_edges, 6, 3))
     cost = _total_cost(poses, points, e_kf, e_pt, obs, stereo, info, active, delta2, k)
+    lam, nu = -1.0, 2.0
     done = 0
     for _ in range(iterations):
         # Normal equations of the robustified cost at the current estimate.
@@ -207,7 +209,7 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
                         s += Jp[a, i] * Jl[a, j]
                     Hpl[e, i, j] = w * s
             has_pl[e] = True
-        if lam <= 0.0:
+        if lam < 0.0:
             top = 0.0
             for i in range(n):
                 top = max(top, Hpp[i, i])
@@ -215,7 +217,6 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
                 for i in range(3):
                     top = max(top, Hll[p, i, i])
             lam = _TAU * top
-            nu = 2.0
         improved = False
         for _trial in range(_MAX_TRIALS):
             # Schur complement of the damped system onto the poses.
@@ -297,7 +298,14 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
         if not improved:
             break
         done += 1
-    return done, lam, nu
+    return done
+
+
+def point_edges(e_pt: np.ndarray, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pt_start, pt_edges) for solve: edge indices grouped by point, point p's at pt_start[p]:pt_start[p + 1]."""
+    pt_edges = np.argsort(e_pt, kind="stable").astype(np.int64)
+    pt_start = np.searchsorted(e_pt[pt_edges], np.arange(n_points + 1)).astype(np.int64)
+    return pt_start, pt_edges
 
 
 def warm_up() -> None:
@@ -312,7 +320,5 @@ def warm_up() -> None:
     stereo[::2] = True
     obs = np.zeros((8, 3))
     obs[:, :2] = 300.0
-    order = np.argsort(e_pt, kind="stable").astype(np.int64)
-    pt_start = np.searchsorted(e_pt[order], np.arange(5)).astype(np.int64)
     solve(poses, np.array([-1, 0]), 1, points, e_kf, e_pt, obs, stereo, np.ones(8), np.ones(8, np.bool_),
-          np.array([5.991, 7.815]), np.array([500.0, 500.0, 320.0, 240.0, 50.0]), pt_start, order, 1, 0.0, 2.0)
+          np.array([5.991, 7.815]), np.array([500.0, 500.0, 320.0, 240.0, 50.0]), *point_edges(e_pt, 4), 1)

@@ -49,7 +49,6 @@ class MappingControl(Protocol):
     def fuse_points(self, pt_ids: np.ndarray, kf_id: int) -> None: ...
 
 
-
 @dataclass
 class Loop:
     keyframe: int

@@ -314,19 +314,25 @@ def _build_graph(
     return _Graph(optimizer, edges, kernels, keyframes, point_ids)
 
 
-def _optimize_chunks(optimizer: g2o.SparseOptimizer, iterations: int, abort: threading.Event | None):
-    """Runs up to `iterations`, checking `abort` every few (optimize() releases the GIL meanwhile)."""
-    optimizer.initialize_optimization(0)
+def _in_chunks(step, iterations: int, abort: threading.Event | None) -> tuple[int, bool]:
+    """Runs up to `iterations` as step(n) calls of at most _ABORT_CHUNK (each returning the iterations it ran),
+    checking `abort` between them; stops early when a call runs fewer (no further descent)."""
     done = 0
     while done < iterations:
         if abort is not None and abort.is_set():
             return done, True
-        step = min(_ABORT_CHUNK, iterations - done)
-        ran = optimizer.optimize(step)
+        count = min(_ABORT_CHUNK, iterations - done)
+        ran = step(count)
         done += ran
-        if ran < step:  # Levenberg found no further descent (or the solver failed): stop
+        if ran < count:
             break
     return done, False
+
+
+def _optimize_chunks(optimizer: g2o.SparseOptimizer, iterations: int, abort: threading.Event | None):
+    """g2o's optimize() in chunks (it releases the GIL meanwhile); each call restarts Levenberg's damping."""
+    optimizer.initialize_optimization(0)
+    return _in_chunks(optimizer.optimize, iterations, abort)
 
 
 def _read_estimates(graph: _Graph, poses: np.ndarray, fixed: np.ndarray, points: np.ndarray):
@@ -444,8 +450,6 @@ def _solve_compiled(poses, fixed, points, o: _Observations, edge_obs, camera, it
     free_idx = np.full(len(poses), -1, np.int64)
     free_idx[free] = np.arange(len(free))
     pt_ids, e_pt = np.unique(o.pt[edge_obs], return_inverse=True)
-    order = np.argsort(e_pt, kind="stable")
-    pt_start = np.searchsorted(e_pt[order], np.arange(len(pt_ids) + 1)).astype(np.int64)
     stereo = o.u_right[edge_obs] >= 0
     obs = np.column_stack([o.uv[edge_obs], np.where(stereo, o.u_right[edge_obs], 0.0)])
     e_kf = o.kf[edge_obs].astype(np.int64)
@@ -454,22 +458,15 @@ def _solve_compiled(poses, fixed, points, o: _Observations, edge_obs, camera, it
     cur_poses = np.ascontiguousarray(poses, float).copy()
     cur_points = np.ascontiguousarray(points[pt_ids], float).copy()
     active = np.ones(len(edge_obs), np.bool_)
-    args = (free_idx, len(free), cur_points, e_kf, e_pt.astype(np.int64), obs, stereo, info, active)
+    e_pt = e_pt.astype(np.int64)
+    args = (free_idx, len(free), cur_points, e_kf, e_pt, obs, stereo, info, active)
+    edges_of_points = ba_solver.point_edges(e_pt, len(pt_ids))
 
+    # Damping restarts with every chunk, as g2o's does with every optimize() call: carried over, the solver
+    # converges further (KITTI 06 local BA problems: cost -15..-35%) but the trajectory is worse (KITTI 06 sync
+    # 0.078 -> 0.172 m).
     def run(count, delta2):
-        done = 0
-        while done < count:
-            if abort is not None and abort.is_set():
-                return done, True
-            step = min(_ABORT_CHUNK, count - done)
-            # Damping restarts with every chunk, as g2o's does with every optimize() call: carried over, the
-            # solver converges further (KITTI 06 local BA problems: cost -15..-35%) but the trajectory is
-            # worse (KITTI 06 sync 0.078 -> 0.172 m).
-            ran, _, _ = ba_solver.solve(cur_poses, *args, delta2, k, pt_start, order.astype(np.int64), step, 0.0, 2.0)
-            done += ran
-            if ran < step:
-                break
-        return done, False
+        return _in_chunks(lambda n: ba_solver.solve(cur_poses, *args, delta2, k, *edges_of_points, n), count, abort)
 
     done, aborted = run(robust_iterations, np.array([CHI2_MONO, CHI2_STEREO]))
     if not aborted and iterations > 0:
