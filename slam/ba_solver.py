@@ -63,12 +63,13 @@ def _edge_terms(R, t, X, obs, stereo, k):
 
 
 @njit(cache=True, nogil=True)
-def _robust(chi2, delta2):
-    """Huber cost and weight on the chi-square value (g2o's RobustKernelHuber; delta2 < 0: no kernel)."""
+def huber(chi2, delta2):
+    """Huber cost and weight rho'(chi2) on the chi-square value, as g2o's RobustKernelHuber; delta2 < 0: no
+    kernel. The pose optimiser's too."""
     if delta2 < 0.0 or chi2 <= delta2:
         return chi2, 1.0
     root = np.sqrt(chi2 * delta2)
-    return 2.0 * root - delta2, root / chi2
+    return 2.0 * root - delta2, delta2 / root
 
 
 @njit(cache=True, nogil=True)
@@ -82,7 +83,7 @@ def _total_cost(poses, points, e_kf, e_pt, obs, stereo, info, active, delta2, k)
         if not ok:
             continue  # g2o's projection divides anyway; a point behind the camera adds no usable term here
         chi2 = info[e] * (r[0] * r[0] + r[1] * r[1] + (r[2] * r[2] if stereo[e] else 0.0))
-        cost += _robust(chi2, delta2[1] if stereo[e] else delta2[0])[0]
+        cost += huber(chi2, delta2[1] if stereo[e] else delta2[0])[0]
     return cost
 
 
@@ -178,7 +179,7 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
             for a in range(rows):
                 chi2 += r[a] * r[a]
             chi2 *= info[e]
-            w = info[e] * _robust(chi2, delta2[1] if stereo[e] else delta2[0])[1]
+            w = info[e] * huber(chi2, delta2[1] if stereo[e] else delta2[0])[1]
             for i in range(3):
                 for j in range(3):
                     s = 0.0

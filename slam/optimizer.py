@@ -60,15 +60,6 @@ def _project_residual(R, t, X, o, stereo, k, r):
 
 
 @njit(cache=True, nogil=True)
-def _huber(chi2, delta2):
-    """Huber cost and weight rho'(chi2) on the chi-square value, as g2o's RobustKernelHuber."""
-    if chi2 <= delta2:
-        return chi2, 1.0
-    root = np.sqrt(chi2 * delta2)
-    return 2.0 * root - delta2, delta2 / root
-
-
-@njit(cache=True, nogil=True)
 def _pose_cost(R, t, X_w, obs, stereo, info, delta2, k):
     """Total robust cost at (R, t); inf when a point is not in front of the camera."""
     r = np.empty(3)
@@ -77,7 +68,7 @@ def _pose_cost(R, t, X_w, obs, stereo, info, delta2, k):
         z = _project_residual(R, t, X_w[i], obs[i], stereo[i], k, r)[2]
         if z <= 0.0:
             return np.inf
-        cost += _huber((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * info[i], delta2[i])[0]
+        cost += ba_solver.huber((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * info[i], delta2[i])[0]
     return cost
 
 
@@ -94,7 +85,7 @@ def _pose_normal_equations(R, t, X_w, obs, stereo, info, delta2, k):
     J = np.zeros((3, 6))
     for i in range(X_w.shape[0]):
         x, y, z = _project_residual(R, t, X_w[i], obs[i], stereo[i], k, r)
-        w = info[i] * _huber((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * info[i], delta2[i])[1]
+        w = info[i] * ba_solver.huber((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * info[i], delta2[i])[1]
         iz = 1.0 / z
         rows = 3 if stereo[i] else 2
         for j in range(rows):
