@@ -57,6 +57,9 @@ class FeaturesConfig:
     n_levels: int = 8
     fast_threshold: int = 20
     min_fast_threshold: int = 7
+    # ORB: pyramid levels (and a stereo pair's two images) extracted on this many threads; OpenCV releases the
+    # GIL and the keypoints are the same for any count (see slam/features/orb.py)
+    threads: int = 2
     weights: str | None = None
     device: str = "auto"
 
@@ -148,7 +151,7 @@ class Config:
 _CHOICES = {"mode": MODES, "dataset.format": DATASET_FORMATS, "viewer.mode": ("none", "live", "record"),
             "estimation.method": ("magsac", "ransac")}
 # Keys whose value must exceed a bound: a scale bound of 1 or less would refuse every monocular loop.
-_ABOVE = {"loop_closing.max_scale_change": 1.0}
+_ABOVE = {"loop_closing.max_scale_change": 1.0, "features.threads": 0}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

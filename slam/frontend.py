@@ -5,33 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 from slam.camera import Camera
-from slam.features.base import Extractor, Features, level_scales
+from slam.features.base import Extractor, Features, extract_batch, level_scales
 from slam.frame import Frame
 from slam.io.base import FrameData
 from slam.matching import match_stereo, thresholds
 
 
 class FrameBuilder:
-    def __init__(self, mode: str, camera: Camera, extractor: Extractor, right_extractor: Extractor | None = None):
+    def __init__(self, mode: str, camera: Camera, extractor: Extractor):
         self.mode = mode
         self.camera = camera
         self.extractor = extractor
-        self.right_extractor = right_extractor or extractor
         self.scales = level_scales(extractor.scale_factor, extractor.n_levels)
         self.inv_level_sigma2 = 1.0 / self.scales**2
         self.stereo_threshold = thresholds(extractor.descriptor_dtype).stereo
 
     def build(self, data: FrameData, frame_id: int) -> Frame:
         gray = data.gray
-        features = self.extractor.extract(gray)
-        depth, u_right = self._depth(features, data, gray)
+        if self.mode == "stereo" and data.right is not None:  # both images in one batch: extracted side by side
+            features, right = extract_batch(self.extractor, [gray, data.right])
+        else:
+            features, right = self.extractor.extract(gray), None
+        depth, u_right = self._depth(features, right, data, gray)
         colors = _sample_colors(data.image, features.keypoints)
         frame = Frame(frame_id, data.timestamp, features, self.camera, depth, u_right,
                       self.inv_level_sigma2[features.octave])
         frame.colors = colors
         return frame
 
-    def _depth(self, features: Features, data: FrameData, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _depth(self, features: Features, right: Features | None, data: FrameData,
+               gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(features)
         kp = features.keypoints
         if self.mode == "rgbd" and data.depth is not None:
@@ -41,8 +44,7 @@ class FrameBuilder:
             depth[~np.isfinite(depth) | (depth <= 0)] = -1.0
             u_right = np.where(depth > 0, kp[:, 0] - self.camera.bf / np.where(depth > 0, depth, 1.0), -1.0)
             return depth, u_right
-        if self.mode == "stereo" and data.right is not None:
-            right = self.right_extractor.extract(data.right)
+        if right is not None:
             u_right = match_stereo(kp, features.octave, features.descriptors, right.keypoints, right.octave,
                                    right.descriptors, gray, data.right, self.scales, self.camera.fx,
                                    self.stereo_threshold)

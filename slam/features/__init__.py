@@ -12,7 +12,8 @@ from slam.features.base import Extractor, Features, extract_batch, level_scales
 def _orb(cfg: FeaturesConfig) -> Extractor:
     from slam.features.orb import OrbExtractor
 
-    return OrbExtractor(cfg.n_features, cfg.scale_factor, cfg.n_levels, cfg.fast_threshold, cfg.min_fast_threshold)
+    return OrbExtractor(cfg.n_features, cfg.scale_factor, cfg.n_levels, cfg.fast_threshold, cfg.min_fast_threshold,
+                        threads=cfg.threads)
 
 
 def _sift(cfg: FeaturesConfig, root: bool = False) -> Extractor:

@@ -8,6 +8,8 @@ an image too weak in texture to give the features asked for is detected again at
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -21,30 +23,87 @@ class OrbExtractor:
     descriptor_dtype = np.dtype(np.uint8)
 
     def __init__(self, n_features: int = 1000, scale_factor: float = 1.2, n_levels: int = 8,
-                 fast_threshold: int = 20, min_fast_threshold: int = 7, surplus: float = 2.0):
+                 fast_threshold: int = 20, min_fast_threshold: int = 7, surplus: float = 2.0, threads: int = 1):
         self.n_features = n_features
         self.scale_factor = scale_factor
         self.n_levels = n_levels
-        self._orb, self._orb_low = (cv2.ORB_create(
-            nfeatures=int(n_features * surplus), scaleFactor=scale_factor, nlevels=n_levels,
-            edgeThreshold=19, firstLevel=0, WTA_K=2, scoreType=cv2.ORB_HARRIS_SCORE, patchSize=31,
-            fastThreshold=threshold,
-        ) for threshold in (fast_threshold, min_fast_threshold))
+        self.threads = threads
         self._quota = _level_quotas(n_features, scale_factor, n_levels)
+        # One single-level OpenCV ORB per pyramid level and FAST threshold, asked for the share of the surplus
+        # OpenCV's own pyramid would give that level: run on our pyramid (built as OpenCV builds it) they give
+        # OpenCV's multi-level keypoints and descriptors bit for bit (tests/unit/test_features_classic.py), but
+        # the levels (and the stereo pair) can then be extracted in parallel: OpenCV releases the GIL.
+        wanted = _opencv_level_counts(int(n_features * surplus), scale_factor, n_levels)
+        self._detectors = {threshold: [cv2.ORB_create(
+            nfeatures=int(count), scaleFactor=scale_factor, nlevels=1, edgeThreshold=19, firstLevel=0, WTA_K=2,
+            scoreType=cv2.ORB_HARRIS_SCORE, patchSize=31, fastThreshold=threshold,
+        ) for count in wanted] for threshold in (fast_threshold, min_fast_threshold)}
+        self._thresholds = (fast_threshold, min_fast_threshold)
+        self._pool: ThreadPoolExecutor | None = None
 
     def extract(self, image: np.ndarray) -> Features:
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        keypoints, descriptors = self._orb.detectAndCompute(gray, None)
-        if len(keypoints) < self.n_features:
-            keypoints, descriptors = self._orb_low.detectAndCompute(gray, None)
-        if not keypoints:
+        return self.extract_batch([image])[0]
+
+    def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
+        """Features of each image; every image's pyramid levels are extracted side by side on the pool."""
+        grays = [image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) for image in images]
+        pyramids = self._map(self._pyramid, grays)
+        high, low = self._thresholds
+        levels = self._detect(pyramids, high, range(len(grays)))
+        # An image too weak in texture for the features asked for is detected again at the low threshold.
+        weak = [i for i, found in enumerate(levels) if sum(len(k) for k, _ in found) < self.n_features]
+        for i, found in zip(weak, self._detect(pyramids, low, weak)):
+            levels[i] = found
+        return [self._features(found, gray.shape) for found, gray in zip(levels, grays)]
+
+    def _pyramid(self, gray: np.ndarray) -> list[np.ndarray]:
+        """OpenCV ORB's pyramid: each level resized from the one above (INTER_LINEAR_EXACT), sizes rounded
+        from the float32 scale as cvRound does."""
+        levels = [gray]
+        for level in range(1, self.n_levels):
+            scale = np.float32(self._level_scale(level))
+            size = (int(np.rint(np.float32(gray.shape[1]) / scale)), int(np.rint(np.float32(gray.shape[0]) / scale)))
+            levels.append(cv2.resize(levels[-1], size, interpolation=cv2.INTER_LINEAR_EXACT))
+        return levels
+
+    def _detect(self, pyramids: list[list[np.ndarray]], threshold: int, images) -> list[list[tuple]]:
+        """Keypoints and descriptors per image and level: the largest levels are handed out first."""
+        detectors = self._detectors[threshold]
+        tasks = [(i, level) for level in range(self.n_levels) for i in images]
+        found = self._map(lambda task: detectors[task[1]].detectAndCompute(pyramids[task[0]][task[1]], None), tasks)
+        out = {i: [None] * self.n_levels for i in images}
+        for (i, level), result in zip(tasks, found):
+            out[i][level] = result
+        return [out[i] for i in images]
+
+    def _level_scale(self, level: int) -> float:
+        """OpenCV's scale of a level: its float32 scale factor to the level's power (in double)."""
+        return float(np.float32(self.scale_factor)) ** level
+
+    def _map(self, fn, items: list) -> list:
+        if self.threads <= 1 or len(items) <= 1:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="slam-orb")
+        return list(self._pool.map(fn, items))
+
+    def _features(self, found: list[tuple], shape) -> Features:
+        """One image's levels as one keypoint set in level order, coordinates at full resolution."""
+        pts, octave, angle, response, descriptors = [], [], [], [], []
+        for level, (keypoints, desc) in enumerate(found):
+            if not keypoints:
+                continue
+            xy = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
+            pts.append(xy * np.float32(self._level_scale(level)))  # in float32, as OpenCV scales them
+            octave.append(np.full(len(keypoints), level, np.int32))
+            angle.append(np.fromiter((k.angle for k in keypoints), dtype=np.float32, count=len(keypoints)))
+            response.append(np.fromiter((k.response for k in keypoints), dtype=np.float32, count=len(keypoints)))
+            descriptors.append(desc)
+        if not pts:
             return _empty()
-        pts = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
-        octave = np.fromiter((k.octave for k in keypoints), dtype=np.int32, count=len(keypoints))
-        angle = np.fromiter((k.angle for k in keypoints), dtype=np.float32, count=len(keypoints))
-        response = np.fromiter((k.response for k in keypoints), dtype=np.float32, count=len(keypoints))
-        keep = self._distribute(pts, octave, response, gray.shape)
-        return Features(pts[keep], octave[keep], angle[keep], response[keep], descriptors[keep])
+        pts, octave, angle, response = (np.concatenate(a) for a in (pts, octave, angle, response))
+        keep = self._distribute(pts, octave, response, shape)
+        return Features(pts[keep], octave[keep], angle[keep], response[keep], np.concatenate(descriptors)[keep])
 
     def _distribute(self, pts: np.ndarray, octave: np.ndarray, response: np.ndarray, shape) -> np.ndarray:
         """Indices of the keypoints kept: per level, cells take turns giving up their strongest keypoint."""
@@ -63,6 +122,19 @@ class OrbExtractor:
         level_first = np.searchsorted(level_sorted, level_sorted, side="left")
         position = np.arange(len(order)) - level_first
         return order[position < self._quota[level_sorted]]
+
+def _opencv_level_counts(n_features: int, scale_factor: float, n_levels: int) -> list[int]:
+    """Keypoints OpenCV's ORB keeps per level of its pyramid (orb.cpp, in its float32 arithmetic: a geometric
+    share, rounded, the last level the remainder)."""
+    factor = np.float32(1.0 / scale_factor)
+    one = np.float32(1)
+    per_level = np.float32(n_features) * (one - factor) / (one - np.float32(float(factor) ** n_levels))
+    counts = []
+    for _ in range(n_levels - 1):
+        counts.append(int(np.rint(per_level)))
+        per_level *= factor
+    return counts + [max(n_features - sum(counts), 0)]
+
 
 def _level_quotas(n_features: int, scale_factor: float, n_levels: int) -> np.ndarray:
     """Features per level proportional to the level's area share, as ORB-SLAM distributes them."""

@@ -42,6 +42,27 @@ def test_orb_spreads_keypoints_over_the_image(seed):
     assert ours.max() < 0.8 * theirs.max()
 
 
+@pytest.mark.parametrize("shape", [(480, 640), (376, 1241)])
+def test_orb_levels_extracted_apart_give_opencvs_pyramid_keypoints(shape):
+    """Each level extracted on its own (in parallel) gives exactly what OpenCV's multi-level ORB gives:
+    every keypoint kept is one of OpenCV's, with its coordinates, level, angle and descriptor bit for bit,
+    whatever the thread count; a weak image falls back to the low FAST threshold the same way."""
+    for image, fast_threshold in ((_uneven_texture(3, shape), 20), (_uneven_texture(4, shape, low=0.05) // 8, 7)):
+        results = [OrbExtractor(n_features=1000, threads=t).extract_batch([image, image[:, ::-1].copy()])
+                   for t in (1, 3)]
+        for ours, other in zip(*results):
+            for name in ("keypoints", "octave", "angle", "response", "descriptors"):
+                np.testing.assert_array_equal(getattr(ours, name), getattr(other, name))
+        ours = results[0][0]
+        assert len(ours) > 900
+        orb = cv2.ORB_create(nfeatures=2000, scaleFactor=1.2, nlevels=8, edgeThreshold=19, patchSize=31,
+                             scoreType=cv2.ORB_HARRIS_SCORE, fastThreshold=fast_threshold)
+        keypoints, descriptors = orb.detectAndCompute(image, None)
+        theirs = {(k.pt, k.octave, k.angle): d.tobytes() for k, d in zip(keypoints, descriptors)}
+        for pt, octave, angle, descriptor in zip(ours.keypoints, ours.octave, ours.angle, ours.descriptors):
+            assert theirs[(tuple(float(v) for v in pt), int(octave), float(angle))] == descriptor.tobytes()
+
+
 def test_sift_and_rootsift_descriptors():
     image = _uneven_texture(1)
     sift = SiftExtractor(n_features=300).extract(image)
