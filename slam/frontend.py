@@ -45,8 +45,7 @@ class FrameBuilder:
             u_right = np.where(depth > 0, kp[:, 0] - self.camera.bf / np.where(depth > 0, depth, 1.0), -1.0)
             return depth, u_right
         if right is not None:
-            u_right = match_stereo(kp, features.octave, features.descriptors, right.keypoints, right.octave,
-                                   right.descriptors, gray, data.right, self.scales, self.camera.fx,
+            u_right = match_stereo(features, right, gray, data.right, self.scales, self.camera.fx,
                                    self.stereo_threshold)
             disparity = kp[:, 0] - u_right
             depth = np.where((u_right >= 0) & (disparity > 0), self.camera.bf / np.maximum(disparity, 1e-6), -1.0)

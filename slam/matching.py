@@ -16,6 +16,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
+from slam.features.base import Features
+
 TH_HIGH = 100  # ORB-SLAM's Hamming thresholds
 TH_LOW = 50
 # L2 counterparts for unit-length float descriptors (distances lie in [0, 2]). 0.8 / 0.7 were chosen on TUM
@@ -336,8 +338,7 @@ def _match_stereo(kpl, octl, wordsl, kpr, octr, wordsr, row_start, row_items, sc
     return u_right, dist_out
 
 
-def match_stereo(left_kp: np.ndarray, left_oct: np.ndarray, left_desc: np.ndarray, right_kp: np.ndarray,
-                 right_oct: np.ndarray, right_desc: np.ndarray, left: np.ndarray, right: np.ndarray,
+def match_stereo(left: Features, right: Features, left_image: np.ndarray, right_image: np.ndarray,
                  scales: np.ndarray, fx: float, th: float = (TH_HIGH + TH_LOW) // 2,
                  half_win: int = 5, search: int = 5) -> np.ndarray:
     """Right-image x coordinate of each left keypoint on a rectified pair (-1 where none is found).
@@ -346,17 +347,20 @@ def match_stereo(left_kp: np.ndarray, left_oct: np.ndarray, left_desc: np.ndarra
     disparity between 0 and fx (depth no closer than one baseline); the best descriptor match is then
     refined to sub-pixel precision by patch correlation along the row, on the left keypoint's pyramid level.
     """
-    if len(left_kp) == 0 or len(right_kp) == 0:
-        return np.full(len(left_kp), -1.0)
-    height = left.shape[0]
-    rows = np.clip(np.round(right_kp[:, 1]).astype(np.int64), 0, height - 1)
+    if len(left) == 0 or len(right) == 0:
+        return np.full(len(left), -1.0)
+    height = left_image.shape[0]
+    rows = np.clip(np.round(right.keypoints[:, 1]).astype(np.int64), 0, height - 1)
     row_items = np.argsort(rows, kind="stable").astype(np.int64)
     row_start = np.searchsorted(rows[row_items], np.arange(height + 1)).astype(np.int64)
-    pyr_left, off, widths, heights = _packed_pyramid(left, scales)
-    pyr_right, _, _, _ = _packed_pyramid(right, scales)
+    # Our own pyramid, not the ORB extractor's (OpenCV's INTER_LINEAR_EXACT levels): refining on those measured
+    # worse, sync: KITTI 06 0.0778 -> 0.0818 m, synthetic stereo (300 frames, seed 0) 4.04 -> 4.58 mm.
+    pyr_left, off, widths, heights = _packed_pyramid(left_image, scales)
+    pyr_right, _, _, _ = _packed_pyramid(right_image, scales)
     u_right, _ = _match_stereo(
-        np.ascontiguousarray(left_kp, np.float64), np.ascontiguousarray(left_oct, np.int64), as_kernel(left_desc),
-        np.ascontiguousarray(right_kp, np.float64), np.ascontiguousarray(right_oct, np.int64), as_kernel(right_desc),
+        np.ascontiguousarray(left.keypoints, np.float64), np.ascontiguousarray(left.octave, np.int64),
+        as_kernel(left.descriptors), np.ascontiguousarray(right.keypoints, np.float64),
+        np.ascontiguousarray(right.octave, np.int64), as_kernel(right.descriptors),
         row_start, row_items, np.ascontiguousarray(scales, np.float64), 0.0, float(fx),
         th, pyr_left, pyr_right, off, widths, heights, half_win, search,
     )
@@ -402,5 +406,6 @@ def warm_up(descriptor_dtype=np.uint8) -> None:
     search_by_projection(kp, np.full(8, 3.0), octave, desc, kp, octave, desc, grid, np.zeros(8, bool))
     match_epipolar(desc, desc, kp, kp, octave, np.ones(8, bool), np.ones(8, bool), np.eye(3), np.ones(8))
     image = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-    match_stereo(kp, octave, desc, kp, octave, desc, image, image, np.ones(8), 50.0)
+    features = Features(kp, octave.astype(np.int32), np.zeros(8, np.float32), np.zeros(8, np.float32), desc)
+    match_stereo(features, features, image, image, np.ones(8), 50.0)
     medoid_descriptors(desc, np.array([0]), np.array([8]))

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 
+from slam.features.base import Features
 from slam.map import Map
 from slam.matching import (
     L2_TH_HIGH,
@@ -104,18 +105,11 @@ def test_stereo_matching_with_l2_descriptors():
     kpl = np.round(kpl)
     kpr = kpl - [disparity, 0]
     desc = _unit(rng, n)
+    zeros = np.zeros(n, np.float32)
     u_right = match_stereo(
-        kpl,
-        np.zeros(n, np.int64),
-        desc,
-        kpr,
-        np.zeros(n, np.int64),
-        _perturbed(rng, desc, 0.02),
-        left,
-        right,
-        np.ones(1),
-        300.0,
-        thresholds(np.float32).stereo,
+        Features(kpl, np.zeros(n, np.int32), zeros, zeros, desc),
+        Features(kpr.astype(np.float32), np.zeros(n, np.int32), zeros, zeros, _perturbed(rng, desc, 0.02)),
+        left, right, np.ones(1), 300.0, thresholds(np.float32).stereo,
     )
     found = u_right >= 0
     assert found.mean() > 0.9

@@ -95,8 +95,7 @@ def test_stereo_matching_recovers_a_known_disparity():
     orb = OrbExtractor(500)
     fl, fr = orb.extract(left), orb.extract(right)
     scales = 1.2 ** np.arange(8)
-    u_right = match_stereo(fl.keypoints, fl.octave, fl.descriptors, fr.keypoints, fr.octave, fr.descriptors,
-                           left, right, scales, 300.0)
+    u_right = match_stereo(fl, fr, left, right, scales, 300.0)
     found = u_right >= 0
     assert found.mean() > 0.5
     disparity = fl.keypoints[found, 0] - u_right[found]
