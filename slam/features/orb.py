@@ -51,7 +51,7 @@ class OrbExtractor:
         high, low = self._thresholds
         levels = self._detect(pyramids, high, range(len(grays)))
         # An image too weak in texture for the features asked for is detected again at the low threshold.
-        weak = [i for i, found in enumerate(levels) if sum(len(k) for k, _ in found) < self.n_features]
+        weak = [i for i, found in enumerate(levels) if sum(len(level[0]) for level in found) < self.n_features]
         for i, found in zip(weak, self._detect(pyramids, low, weak)):
             levels[i] = found
         return [self._features(found, gray.shape) for found, gray in zip(levels, grays)]
@@ -67,14 +67,28 @@ class OrbExtractor:
         return levels
 
     def _detect(self, pyramids: list[list[np.ndarray]], threshold: int, images) -> list[list[tuple]]:
-        """Keypoints and descriptors per image and level: the largest levels are handed out first."""
-        detectors = self._detectors[threshold]
-        tasks = [(i, level) for level in range(self.n_levels) for i in images]
-        found = self._map(lambda task: detectors[task[1]].detectAndCompute(pyramids[task[0]][task[1]], None), tasks)
+        """Keypoint arrays per image and level (see _level_keypoints): the largest levels are handed out first."""
+        tasks = [(pyramids[i][level], level, threshold) for level in range(self.n_levels) for i in images]
+        found = iter(self._map(self._level_keypoints, tasks))
         out = {i: [None] * self.n_levels for i in images}
-        for (i, level), result in zip(tasks, found):
-            out[i][level] = result
+        for level in range(self.n_levels):
+            for i in images:
+                out[i][level] = next(found)
         return [out[i] for i in images]
+
+    def _level_keypoints(self, task: tuple[np.ndarray, int, int]) -> tuple[np.ndarray, ...]:
+        """One level's (points at full resolution, angles, responses, descriptors), converted from OpenCV's
+        keypoints on the worker (overlapping the other levels' detection)."""
+        image, level, threshold = task
+        keypoints, descriptors = self._detectors[threshold][level].detectAndCompute(image, None)
+        n = len(keypoints)
+        if n == 0:
+            empty = _empty()
+            return empty.keypoints, empty.angle, empty.response, empty.descriptors
+        xy = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
+        return (xy * np.float32(self._level_scale(level)),  # in float32, as OpenCV scales them
+                np.fromiter((k.angle for k in keypoints), dtype=np.float32, count=n),
+                np.fromiter((k.response for k in keypoints), dtype=np.float32, count=n), descriptors)
 
     def _level_scale(self, level: int) -> float:
         """OpenCV's scale of a level: its float32 scale factor to the level's power (in double)."""
@@ -88,22 +102,14 @@ class OrbExtractor:
         return list(self._pool.map(fn, items))
 
     def _features(self, found: list[tuple], shape) -> Features:
-        """One image's levels as one keypoint set in level order, coordinates at full resolution."""
-        pts, octave, angle, response, descriptors = [], [], [], [], []
-        for level, (keypoints, desc) in enumerate(found):
-            if not keypoints:
-                continue
-            xy = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
-            pts.append(xy * np.float32(self._level_scale(level)))  # in float32, as OpenCV scales them
-            octave.append(np.full(len(keypoints), level, np.int32))
-            angle.append(np.fromiter((k.angle for k in keypoints), dtype=np.float32, count=len(keypoints)))
-            response.append(np.fromiter((k.response for k in keypoints), dtype=np.float32, count=len(keypoints)))
-            descriptors.append(desc)
-        if not pts:
+        """One image's levels as one keypoint set in level order."""
+        counts = [len(level[0]) for level in found]
+        if not sum(counts):
             return _empty()
-        pts, octave, angle, response = (np.concatenate(a) for a in (pts, octave, angle, response))
+        pts, angle, response, descriptors = (np.concatenate(arrays) for arrays in zip(*found))
+        octave = np.repeat(np.arange(self.n_levels, dtype=np.int32), counts)
         keep = self._distribute(pts, octave, response, shape)
-        return Features(pts[keep], octave[keep], angle[keep], response[keep], np.concatenate(descriptors)[keep])
+        return Features(pts[keep], octave[keep], angle[keep], response[keep], descriptors[keep])
 
     def _distribute(self, pts: np.ndarray, octave: np.ndarray, response: np.ndarray, shape) -> np.ndarray:
         """Indices of the keypoints kept: per level, cells take turns giving up their strongest keypoint."""
