@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("out")
     synth.add_argument("--frames", type=int, default=300)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--trajectory", default="orbit")
+    synth.add_argument("--trajectory", default="orbit",
+                       help="orbit, loop, line or turn (a straight walk, a sharp 90 degree turn, walking on)")
+    synth.add_argument("--fps", type=float, default=30.0, help="frame rate (10: a car's, a turn in big steps)")
     synth.add_argument("--stereo", action="store_true")
     synth.set_defaults(func=_cmd_synth)
 
@@ -168,7 +170,7 @@ def _cmd_synth(args) -> int:
     from slam.synthetic import render_sequence
 
     path = render_sequence(Path(args.out), frames=args.frames, seed=args.seed, trajectory=args.trajectory,
-                           stereo=args.stereo)
+                           stereo=args.stereo, fps=args.fps)
     print(f"synthetic sequence written to {path}")
     return 0
 

@@ -128,7 +128,8 @@ def sequence_folder(seq: BenchSequence, data_root: str) -> str:
     from slam.synthetic import ensure_sequence
 
     s, stereo = seq.synthetic, seq.mode == "stereo"
-    return str(ensure_sequence(None, frames=s.frames, seed=s.seed, trajectory=s.trajectory, stereo=stereo))
+    return str(ensure_sequence(None, frames=s.frames, seed=s.seed, trajectory=s.trajectory, stereo=stereo,
+                               fps=s.fps))
 
 
 def run_job(job: Job) -> RunRecord:

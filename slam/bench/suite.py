@@ -48,7 +48,7 @@ from slam.yamlutil import parse_yaml
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names become folder names
 _TOP_KEYS = {"runs", "timeout_s", "section", "title", "sequences", "methods"}
 _SEQUENCE_KEYS = {"name", "data", "synthetic", "config", "mode", "max_frames", "targets", "note"}
-_SYNTHETIC_KEYS = {"frames", "seed", "trajectory"}
+_SYNTHETIC_KEYS = {"frames", "seed", "trajectory", "fps"}
 _METHOD_KEYS = {"name", "peer", "overrides"}
 _TARGET = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge}
@@ -76,11 +76,12 @@ class Target:
 
 @dataclass(frozen=True)
 class Synthetic:
-    """A sequence rendered by `slam.synthetic.ensure_sequence` (640x480, 30 fps) instead of read from data."""
+    """A sequence rendered by `slam.synthetic.ensure_sequence` (640x480) instead of read from data."""
 
     frames: int
     seed: int = 0
     trajectory: str = "orbit"
+    fps: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,10 @@ def _synthetic(item: Any, where: str, path: Path) -> Synthetic:
     trajectory = item.get("trajectory", "orbit")
     if trajectory not in TRAJECTORIES:
         raise SlamInputError(f"{where}.trajectory must be one of {', '.join(TRAJECTORIES)}, got {trajectory!r}", path)
-    return Synthetic(frames, seed, trajectory)
+    fps = item.get("fps", 30.0)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000:
+        raise SlamInputError(f"{where}.fps must be a number in (0, 1000], got {fps!r}", path)
+    return Synthetic(frames, seed, trajectory, float(fps))
 
 
 def _target(value: Any, where: str, path: Path) -> Target:

@@ -12,7 +12,7 @@ import numpy as np
 
 from slam.synthetic.scene import CAMERA_ZONE_HI, CAMERA_ZONE_LO
 
-TRAJECTORIES = ("orbit", "loop", "line")
+TRAJECTORIES = ("orbit", "loop", "line", "turn")
 WALK_SPEED = 0.55  # m/s, mean speed of the orbit and loop paths
 LINE_SPEED = 0.5  # m/s
 LINE_MIN_SPEED = 0.3  # m/s
@@ -20,6 +20,9 @@ _FULL_TURN_MAX_RATE = np.radians(40.0)  # the loop turns a full circle only if t
 _ORBIT_RADII = np.array([1.9, 1.0])
 _LOOP_RADII = np.array([1.8, 1.0])
 _LOOP_MAX_ACCEL = 2.0  # m/s^2: bounds the speed of short loops
+# turn: a straight walk, a 90 degree turn while walking (heading a smooth step over _TURN_LENGTH metres: at
+# walking speed up to ~47 deg/s, as a car turning a corner), then a straight walk on, camera looking ahead.
+_TURN_LEGS = (1.5, 1.5, 1.8)  # metres: before, during and after the turn
 
 
 def make_trajectory(kind: str, timestamps: np.ndarray, seed: int) -> np.ndarray:
@@ -32,7 +35,7 @@ def make_trajectory(kind: str, timestamps: np.ndarray, seed: int) -> np.ndarray:
         raise ValueError(f"unknown trajectory '{kind}' (expected one of {', '.join(TRAJECTORIES)})")
     t = np.asarray(timestamps, dtype=float)
     rng = np.random.default_rng([seed, TRAJECTORIES.index(kind), 0x7A])
-    path = {"orbit": _orbit, "loop": _loop, "line": _line}[kind]
+    path = {"orbit": _orbit, "loop": _loop, "line": _line, "turn": _turn}[kind]
     position, angles = path(t, rng)
     poses = np.tile(np.eye(4), (len(t), 1, 1))
     poses[:, :3, :3] = camera_rotation(*angles)
@@ -149,6 +152,42 @@ def _line(t: np.ndarray, rng: np.random.Generator):
     xy = start + np.outer(travelled, ahead)
     position = np.column_stack([xy, np.full(len(t), 1.4)])
     yaw = heading + np.radians(5.0) * np.sin(0.3 * t + rng.uniform(0, 2 * np.pi))
+    pitch = np.full(len(t), np.radians(-8.0))
+    shake_pos, shake_ang = _shake(rng, t)
+    return position + shake_pos, (yaw + shake_ang[0], pitch + shake_ang[1], shake_ang[2])
+
+
+def _turn(t: np.ndarray, rng: np.random.Generator):
+    """Walk ahead, turn 90 degrees left or right within 1.5 m of walking, walk on: the path monocular SLAM
+    loses its scale on when mapping falls behind (new views of a new wall, little parallax while turning).
+
+    Walks the whole path at LINE_SPEED, or slower so that a longer sequence ends where the path does.
+    """
+    before, turning, after = _TURN_LEGS
+    length = before + turning + after
+    elapsed = t - (t[0] if len(t) else 0.0)
+    duration = float(elapsed[-1]) if len(t) > 1 else 0.0
+    speed = min(LINE_SPEED, length / duration) if duration > 0 else LINE_SPEED
+    side = rng.choice([-1.0, 1.0])  # left or right
+    heading0 = rng.choice([0.0, np.pi])  # along the room's length, either way; the turn faces a side wall
+
+    def heading_at(s: np.ndarray) -> np.ndarray:
+        x = np.clip((s - before) / turning, 0.0, 1.0)
+        return side * np.pi / 2 * (1 - np.cos(np.pi * x)) / 2
+
+    # The path in its own frame (start at 0, heading +x), integrated on a fine arc-length grid.
+    grid = np.linspace(0.0, length, 4001)
+    step = np.diff(grid)
+    mid = heading_at(grid[:-1] + step / 2)
+    local = np.vstack([[0.0, 0.0], np.cumsum(np.column_stack([np.cos(mid), np.sin(mid)]) * step[:, None], axis=0)])
+    c, s_ = np.cos(heading0), np.sin(heading0)
+    world = local @ np.array([[c, s_], [-s_, c]])
+    centre = (CAMERA_ZONE_LO[:2] + CAMERA_ZONE_HI[:2]) / 2
+    world += centre - (world.min(axis=0) + world.max(axis=0)) / 2  # the path centred in the room
+    travelled = np.minimum(speed * elapsed, length)
+    xy = np.column_stack([np.interp(travelled, grid, world[:, 0]), np.interp(travelled, grid, world[:, 1])])
+    position = np.column_stack([xy, np.full(len(t), 1.4)])
+    yaw = heading0 + heading_at(travelled)
     pitch = np.full(len(t), np.radians(-8.0))
     shake_pos, shake_ang = _shake(rng, t)
     return position + shake_pos, (yaw + shake_ang[0], pitch + shake_ang[1], shake_ang[2])

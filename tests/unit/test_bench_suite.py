@@ -93,6 +93,7 @@ def test_good_suite_parses_into_dataclasses(tmp_path):
         ("    data: synthetic/orbit\n", "    synthetic: {frames: 3, seed: -1}\n", "seed must be a non-negative"),
         ("    data: synthetic/orbit\n", "    synthetic: {frames: 3, trajectory: x}\n", "trajectory must be one of"),
         ("    data: synthetic/orbit\n", "    synthetic: {frames: 3, width: 64}\n", "unknown key 'width'"),
+        ("    data: synthetic/orbit\n", "    synthetic: {frames: 3, fps: 0}\n", "synthetic.fps must be a number"),
         ("    data: synthetic/orbit\n", "    synthetic: orbit\n", "synthetic must be a mapping"),
     ],
 )
@@ -305,8 +306,13 @@ def test_every_packaged_suite_loads(path):
 def test_realtime_suite_asks_for_a_stream_kept_up_with():
     suite = load_suite(REPO / "configs" / "bench" / "realtime.yaml")
     assert {s.mode for s in suite.sequences} == {"rgbd", "stereo", "mono"}
-    for s in suite.sequences:
-        assert s.synthetic is not None and s.synthetic.frames == 1000
+    assert all(s.synthetic is not None for s in suite.sequences)
+    turns = [s for s in suite.sequences if s.synthetic.trajectory == "turn"]
+    assert [(s.mode, s.synthetic.fps) for s in turns] == [("mono", 10.0)]  # the sharp turn at a car's rate
+    streams = [s for s in suite.sequences if s not in turns]
+    assert {s.mode for s in streams} == {"rgbd", "stereo", "mono"}
+    for s in streams:
+        assert s.synthetic.frames == 1000 and s.synthetic.fps == 30.0
         bounds = {t.metric: (t.op, t.bound) for t in s.targets}
         # 33.3 s of video: the whole run within 10% of it, p95 within 1.5 frame periods.
         assert bounds["run_wall_s"] == ("<=", 36.7) and bounds["tracking_ms_p95"] == ("<=", 45.0)

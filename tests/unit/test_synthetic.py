@@ -247,6 +247,21 @@ def test_trajectories_are_deterministic_per_seed():
         assert not np.allclose(make_trajectory(kind, stamps, 3), make_trajectory(kind, stamps, 4))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_turn_walks_ahead_turns_a_right_angle_and_walks_on(seed: int):
+    fps = 10.0  # a car's frame rate: the turn is then several degrees per frame
+    poses = make_trajectory("turn", np.round(np.arange(100) / fps, 6), seed)
+    R, p = poses[:, :3, :3], poses[:, :3, 3]
+    forward = R[:, :, 2]  # optical axes in the world
+    assert abs(_angle_deg(R[0], R[-1]) - 90.0) < 8.0
+    rate = _angle_deg(R[:-1], R[1:]) * fps
+    assert rate[:25].max() < 10.0 and rate[-25:].max() < 10.0  # straight legs: only the hand's shake
+    assert rate.max() > 35.0  # a sharp turn in the middle
+    # It walks where it looks: the first and last legs go along the camera's heading.
+    for leg, axis in ((p[20] - p[0], forward[0]), (p[-1] - p[-21], forward[-1])):
+        assert np.dot(leg[:2], axis[:2]) / np.linalg.norm(leg[:2]) / np.linalg.norm(axis[:2]) > 0.95
+
+
 @pytest.mark.parametrize("frames", [10, 120, 300])
 def test_loop_returns_to_its_start_after_leaving_it(frames: int):
     poses = make_trajectory("loop", np.round(np.arange(frames) / 30.0, 6), seed=5)
