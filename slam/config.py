@@ -55,8 +55,8 @@ class FeaturesConfig:
     n_features: int = 1000
     scale_factor: float = 1.2
     n_levels: int = 8
-    fast_threshold: int = 20
-    min_fast_threshold: int = 7
+    fast_threshold: int = 20  # FAST threshold of a grid cell's corners ...
+    min_fast_threshold: int = 7  # ... and of a cell with no corner at fast_threshold (ORB-SLAM's iniThFAST, minThFAST)
     # ORB: pyramid levels (and a stereo pair's two images) extracted on this many threads; OpenCV releases the
     # GIL and the keypoints are the same for any count (see slam/features/orb.py)
     threads: int = 2

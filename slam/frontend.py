@@ -33,6 +33,12 @@ class FrameBuilder:
         frame.colors = colors
         return frame
 
+    def close(self) -> None:
+        """Release the extractor's threads, where it has some."""
+        close = getattr(self.extractor, "close", None)
+        if close is not None:
+            close()
+
     def _depth(self, features: Features, right: Features | None, data: FrameData,
                gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(features)

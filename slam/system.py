@@ -131,6 +131,7 @@ class System:
 
     def shutdown(self, finish_mapping: bool = True) -> None:
         """Stop the mapping thread: let it finish queued keyframes first, or abort them."""
+        self.builder.close()  # no frame comes after this
         if self._thread is not None:
             if not finish_mapping:
                 self._stop.set()
