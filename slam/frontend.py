@@ -33,6 +33,12 @@ class FrameBuilder:
         frame.colors = colors
         return frame
 
+    def warm_up(self) -> None:
+        """Extract from a small textured image once, so the extractor's compiled kernels are loaded (or compiled)
+        before the first frame is timed."""
+        rng = np.random.default_rng(0)
+        self.extractor.extract(rng.integers(0, 256, (120, 160), dtype=np.uint8))
+
     def close(self) -> None:
         """Release the extractor's threads, where it has some."""
         close = getattr(self.extractor, "close", None)

@@ -98,6 +98,7 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     if system.place_recognition_off:
         warn(system.place_recognition_off)
     warm_up(system.map.points.descriptor.dtype)  # compile (or load cached) numba kernels before timing starts
+    system.builder.warm_up()
     if config.mapping.enabled:
         ba_solver.warm_up()
     system.start()
