@@ -45,7 +45,9 @@ class CameraConfig:
 class DatasetConfig:
     format: str = "tum"
     max_depth_diff_s: float = 0.02  # rgb-depth association tolerance
-    prefetch: int = 8  # frames decoded ahead by the reader thread
+    # Frames decoded ahead by the reader thread. Fed at the recorded rate the queue is always full, so every slot
+    # is a decoded frame held (TUM RGB-D: 2.1 MB): 8 -> 2 lowered the teddy RGB-D threaded peak by 10 MB.
+    prefetch: int = 2
     realtime: bool = True  # feed recorded frames at their recorded rate (false: as fast as possible)
 
 

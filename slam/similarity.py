@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from slam.geometry import CHI2_MONO, so3_exp
 
@@ -117,6 +116,10 @@ def refine_similarity(S: np.ndarray, residuals: Callable[[np.ndarray], np.ndarra
 
     if len(residuals(S)) < 7:
         return S
+    # Imported here, on the first loop candidate's refinement: scipy.optimize adds 35 MB of resident memory
+    # (VmRSS after `import slam.runner` 165 -> 130 MB), and most runs (mono, no loop candidate) never get here.
+    from scipy.optimize import least_squares
+
     fit = least_squares(lambda x: residuals(compose(x)), np.zeros(7 if with_scale else 6), loss="huber",
                         f_scale=huber, max_nfev=50)
     return compose(fit.x)

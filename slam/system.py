@@ -22,6 +22,7 @@ from slam.io.base import FrameData
 from slam.loop_closing import LoopCloser
 from slam.map import Map
 from slam.mapping import LocalMapper
+from slam.memory import release_free_heap
 from slam.place.vocabulary import load_vocabulary
 from slam.places import KeyframePlaces
 from slam.refinement import refine_pose
@@ -153,6 +154,7 @@ class System:
             self._loop_thread = None
         self._check_mapping()
         if finish_mapping and self.config.mapping.enabled and self.config.mapping.final_global_ba:
+            release_free_heap()  # before the run's largest allocation, the whole-map BA
             try:
                 adjust_whole_map(self.map, self.camera, self.mapper.paused)
             except Exception as exc:
