@@ -92,3 +92,49 @@ def test_kitti07_monocular_sync_is_at_least_orbslam3s_equal(kitti07_mono_sync):
     online = read_tum(kitti07_mono_sync.out_dir / "trajectory_online.tum")
     refined = read_tum(kitti07_mono_sync.out_dir / "trajectory.tum")
     np.testing.assert_array_equal(online.timestamps, refined.timestamps)
+
+
+class _NeverIdle:
+    """Local mapping as tracking sees it when mapping always lags (a slow machine): never idle. The keyframes
+    are still mapped right after each frame (sync), so the run is deterministic."""
+
+    def __init__(self, mapper):
+        self.mapper = mapper
+
+    def idle(self) -> bool:
+        return False
+
+    def queued(self) -> int:
+        return self.mapper.queued()
+
+    def interrupt(self) -> None:
+        self.mapper.interrupt()
+
+    def submit(self, kf_id: int) -> None:
+        self.mapper.submit(kf_id)
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue #16): a monocular frame waits for an idle mapper, or 5 frames, "
+                   "before a keyframe; in a turn at 10 Hz that is 20+ degrees and tracking is lost at frame 52")
+def test_monocular_keeps_track_through_a_sharp_turn_while_mapping_lags(tmp_path):
+    """A 90 degree turn seen at 10 Hz (4-5 degrees a frame) with a mapper that never reports idle: keyframes
+    come every 5-10 frames (8 by frame 51), inliers fall 149 -> 43 over frames 48-51 and tracking is lost at
+    frame 52 for good. Threaded runs with the CPU shared lose it the same way (2 of 7). A monocular keyframe
+    when a quarter of the reference's points are left (branch mono-emergency-kf) does not fire here: the
+    reference's points seen 3 times are few just after a keyframe."""
+    from slam.config import load_config
+    from slam.io import open_sequence
+    from slam.system import System
+    from slam.tracking import TrackingState
+    from tests.integration.runs import REPO
+
+    data = render_sequence(tmp_path / "turn", frames=100, seed=0, trajectory="turn", fps=10.0)
+    config = load_config(REPO / "configs" / "synthetic_mono.yaml", SYNC)
+    sequence = open_sequence(data, config)
+    system = System(config, sequence.camera, threaded=False).start()
+    system.tracker.sink = _NeverIdle(system.mapper)
+    states = [system.process(frame).state for frame in sequence.frames(len(sequence))]
+    system.shutdown()
+    first = states.index(TrackingState.OK)
+    assert first < 10
+    assert all(s == TrackingState.OK for s in states[first:]), states.count(TrackingState.LOST)
