@@ -22,7 +22,7 @@ import cv2
 import numba as nb
 import numpy as np
 
-from slam.features.base import Features
+from slam.features.base import Features, empty_features, to_gray
 
 _CELL_PX = 32  # grid cell size at the level's own resolution, as in ORB-SLAM's W=30 cells
 _EDGE = 19  # OpenCV ORB's edgeThreshold: corners this close to a level's border are dropped
@@ -55,7 +55,7 @@ class OrbExtractor:
 
     def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
         """Features of each image; every image's pyramid levels are extracted side by side on the pool."""
-        grays = [image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) for image in images]
+        grays = [to_gray(image) for image in images]
         pyramids = self._map(self._pyramid, grays)
         tasks = [(pyramids[i][level], level, grays[i].shape) for level in range(self.n_levels)
                  for i in range(len(grays))]
@@ -85,7 +85,7 @@ class OrbExtractor:
         image, level, full_shape = task
         corners = self._fast.detect(image, None)
         if not corners:
-            return _empty()
+            return empty_features(self.descriptor_size, self.descriptor_dtype)
         xy = np.asarray(cv2.KeyPoint_convert(corners), dtype=np.float32).reshape(-1, 2)
         response = np.fromiter((k.response for k in corners), dtype=np.float32, count=len(corners))
         h, w = image.shape
@@ -101,7 +101,7 @@ class OrbExtractor:
                      for i, (x, y, a, b, r) in enumerate(zip(xy[keep, 0], xy[keep, 1], m01, m10, response[keep]))]
         keypoints, descriptors = self._orb.compute(image, keypoints)
         if not keypoints or descriptors is None:
-            return _empty()
+            return empty_features(self.descriptor_size, self.descriptor_dtype)
         kept = keep[np.fromiter((k.class_id for k in keypoints), dtype=np.int64, count=len(keypoints))]
         angle = np.fromiter((k.angle for k in keypoints), dtype=np.float32, count=len(keypoints))
         return Features(pts[kept], np.full(len(kept), level, np.int32), angle, response[kept], descriptors)
@@ -266,8 +266,3 @@ def mean_window_scale(n_features: int | None = None, scale_factor: float | None 
     n_levels = d.n_levels if n_levels is None else n_levels
     quota = _level_quotas(n_features, scale_factor, n_levels)
     return float(np.sum(quota * level_scales(scale_factor, n_levels)) / quota.sum())
-
-
-def _empty() -> Features:
-    return Features(np.zeros((0, 2), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32),
-                    np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))

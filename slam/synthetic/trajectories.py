@@ -20,7 +20,7 @@ _FULL_TURN_MAX_RATE = np.radians(40.0)  # the loop turns a full circle only if t
 _ORBIT_RADII = np.array([1.9, 1.0])
 _LOOP_RADII = np.array([1.8, 1.0])
 _LOOP_MAX_ACCEL = 2.0  # m/s^2: bounds the speed of short loops
-# turn: a straight walk, a 90 degree turn while walking (heading a smooth step over _TURN_LENGTH metres: at
+# turn: a straight walk, a 90 degree turn while walking (heading a smooth step over the middle leg: at
 # walking speed up to ~47 deg/s, as a car turning a corner), then a straight walk on, camera looking ahead.
 _TURN_LEGS = (1.5, 1.5, 1.8)  # metres: before, during and after the turn
 
@@ -159,7 +159,7 @@ def _line(t: np.ndarray, rng: np.random.Generator):
 
 def _turn(t: np.ndarray, rng: np.random.Generator):
     """Walk ahead, turn 90 degrees left or right within 1.5 m of walking, walk on: the path monocular SLAM
-    loses its scale on when mapping falls behind (new views of a new wall, little parallax while turning).
+    loses track on when mapping falls behind (new views of a new wall, little parallax while turning).
 
     Walks the whole path at LINE_SPEED, or slower so that a longer sequence ends where the path does.
     """
