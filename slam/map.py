@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 
 from slam.geometry import se3_inverse
@@ -132,12 +133,15 @@ class Map:
             "n_obs": ((), np.int64, 0),  # observations, a stereo / RGB-D one counting 2 (as ORB-SLAM)
             "color": ((3,), np.uint8, 0),
             "replaced_by": ((), np.int64, -1),  # the point a fused duplicate lives on as
+            "first_obs": ((), np.int64, -1),  # its live observation rows, a linked list through obs.next
+            "last_obs": ((), np.int64, -1),
         })
         self.obs = _Growable({
             "kf": ((), np.int64, -1), "kp": ((), np.int64, -1), "pt": ((), np.int64, -1), "alive": ((), bool, False),
             "weight": ((), np.int64, 0),
+            "octave": ((), np.int64, 0),  # the pyramid level the keyframe saw the point at
+            "next": ((), np.int64, -1),  # the point's next live observation row, in the order they were added
         }, capacity=4096)
-        self._rows: dict[int, list[int]] = {}  # point id -> its live observation rows
         self._connections: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # covisibility, cached per keyframe
         self.keyframes: list[KeyFrame] = []
         self.generation = 0  # changed only by apply(): the map jumped, so tracking re-places its last frame
@@ -208,9 +212,9 @@ class Map:
             kf = self.keyframes[int(kf_id)]
             kf.point_ids[kp_idx[sel]] = pt_ids[sel]
             self.obs.weight[rows[sel]] = np.where(kf.u_right[kp_idx[sel]] >= 0, 2, 1)
+            self.obs.octave[rows[sel]] = kf.octave[kp_idx[sel]]
         np.add.at(self.points.n_obs, pt_ids, self.obs.weight[rows])
-        for row, pt in zip(rows.tolist(), pt_ids.tolist()):
-            self._rows.setdefault(pt, []).append(row)
+        _link(self.points.first_obs, self.points.last_obs, self.obs.next, rows, np.asarray(pt_ids, np.int64))
 
     def cull_points(self, pt_ids: np.ndarray) -> None:
         if len(pt_ids) == 0:
@@ -220,32 +224,41 @@ class Map:
 
     def remove_observations(self, kf_ids: np.ndarray, kp_idx: np.ndarray) -> None:
         """Forget the given (keyframe, keypoint) associations, e.g. BA outliers."""
-        rows = []
-        for kf_id, kp in zip(kf_ids.tolist(), kp_idx.tolist()):
-            pt = int(self.keyframes[kf_id].point_ids[kp])
-            rows += [r for r in self._rows.get(pt, ()) if self.obs.kf[r] == kf_id and self.obs.kp[r] == kp]
-        self._drop_observations(np.array(rows, dtype=np.int64))
+        kf_ids, kp_idx = np.asarray(kf_ids, np.int64), np.asarray(kp_idx, np.int64)
+        pts = np.empty(len(kf_ids), np.int64)
+        for kf_id in np.unique(kf_ids).tolist():
+            sel = kf_ids == kf_id
+            pts[sel] = self.keyframes[kf_id].point_ids[kp_idx[sel]]
+        self._drop_observations(_rows_matching(self.points.first_obs, self.obs.next, self.obs.kf, self.obs.kp,
+                                               pts, kf_ids, kp_idx))
 
     def replace_point(self, old: int, new: int) -> None:
         """Fuse duplicate `old` into `new`: its observations move over unless the keyframe already sees `new`."""
         if old == new or not self.points.alive[old] or not self.points.alive[new]:
             return
-        rows_old = list(self._rows.get(old, ()))
-        kfs_new = {int(self.obs.kf[r]) for r in self._rows.get(new, ())}
+        rows_old = self._rows_of_points(np.array([old]))
+        kfs_new = set(self.obs.kf[self._rows_of_points(np.array([new]))].tolist())
         self.points.visible[new] += self.points.visible[old]
         self.points.found[new] += self.points.found[old]
-        for row in rows_old:
-            kf_id, kp = int(self.obs.kf[row]), int(self.obs.kp[row])
+        drop, move = [], []
+        for row, kf_id in zip(rows_old.tolist(), self.obs.kf[rows_old].tolist()):
             if kf_id in kfs_new:
-                self._drop_observations(np.array([row]))
+                drop.append(row)
             else:
-                self.obs.pt[row] = new
-                self._rows[old].remove(row)
-                self._rows.setdefault(new, []).append(row)
+                move.append(row)
                 kfs_new.add(kf_id)
-                self.keyframes[kf_id].point_ids[kp] = new
-                self.points.n_obs[new] += self.obs.weight[row]
-                self.points.n_obs[old] -= self.obs.weight[row]
+        self._drop_observations(np.array(drop, dtype=np.int64))
+        if move:
+            move = np.array(move, dtype=np.int64)
+            p = self.points
+            _unlink(p.first_obs, p.last_obs, self.obs.next, move, np.full(len(move), old))
+            _link(p.first_obs, p.last_obs, self.obs.next, move, np.full(len(move), new))
+            self.obs.pt[move] = new
+            for row in move.tolist():
+                self.keyframes[int(self.obs.kf[row])].point_ids[int(self.obs.kp[row])] = new
+            moved = int(self.obs.weight[move].sum())
+            p.n_obs[new] += moved
+            p.n_obs[old] -= moved
         self._kill_points(np.array([old]))
         self.points.replaced_by[old] = new
 
@@ -254,19 +267,18 @@ class Map:
             return
         rows = rows[self.obs.alive[rows]]
         self.obs.alive[rows] = False
-        np.add.at(self.points.n_obs, self.obs.pt[rows], -self.obs.weight[rows])
-        for row in rows:
-            pt = int(self.obs.pt[row])
-            remaining = self._rows[pt]
-            remaining.remove(int(row))
-            if not remaining:
-                del self._rows[pt]  # a dead point keeps no entry: the index stays as small as the live map
-            kf = self.keyframes[int(self.obs.kf[row])]
-            kp = int(self.obs.kp[row])
-            if kf.point_ids[kp] == pt:
-                kf.point_ids[kp] = -1
-            if self.points.ref_kf[pt] == kf.id and remaining:
-                self.points.ref_kf[pt] = self.obs.kf[remaining[0]]  # the point's reference moves on
+        pts, kfs, kps = self.obs.pt[rows], self.obs.kf[rows], self.obs.kp[rows]
+        p = self.points
+        np.add.at(p.n_obs, pts, -self.obs.weight[rows])
+        _unlink(p.first_obs, p.last_obs, self.obs.next, rows, pts)
+        for kf_id in np.unique(kfs).tolist():
+            sel = kfs == kf_id
+            point_ids = self.keyframes[kf_id].point_ids
+            cleared = kps[sel][point_ids[kps[sel]] == pts[sel]]
+            point_ids[cleared] = -1
+        # A point whose reference keyframe lost it moves on to its first remaining observer.
+        moves = (p.ref_kf[pts] == kfs) & (p.first_obs[pts] >= 0)
+        p.ref_kf[pts[moves]] = self.obs.kf[p.first_obs[pts[moves]]]
         # A point seen by fewer than one keyframe is gone.
         self._kill_points(self.obs.pt[rows][self.points.n_obs[self.obs.pt[rows]] <= 0])
         if self.recycle:
@@ -286,9 +298,7 @@ class Map:
         return rows[np.isin(self.obs.kf[rows], kf_ids)]
 
     def _rows_of_points(self, pt_ids: np.ndarray) -> np.ndarray:
-        rows = self._rows
-        out = [r for p in np.asarray(pt_ids).tolist() for r in rows.get(p, ())]
-        return np.array(out, dtype=np.int64)
+        return _rows_of(self.points.first_obs, self.obs.next, np.asarray(pt_ids, dtype=np.int64))
 
     def observations_of_points(self, pt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keyframe ids, keypoint indices, point ids) of every live observation of the given points."""
@@ -317,15 +327,18 @@ class Map:
 
     def covisible_with_points(self, pt_ids: np.ndarray, exclude: int = -1,
                               min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        kf_ids, _, _ = self.observations_of_points(pt_ids)
-        if len(kf_ids) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        counts = np.bincount(kf_ids, minlength=len(self.keyframes))
+        counts = _observer_counts(self.points.first_obs, self.obs.next, self.obs.kf,
+                                  np.asarray(pt_ids, dtype=np.int64), len(self.keyframes))
         if exclude >= 0:
             counts[exclude] = 0
         ids = np.flatnonzero(counts >= min_weight)
         order = np.argsort(-counts[ids], kind="stable")
         return ids[order], counts[ids][order]
+
+    def seen_elsewhere(self, pt_ids: np.ndarray, kf_id: int, max_octave: np.ndarray) -> np.ndarray:
+        """Per point, its observations by keyframes other than kf_id at octave max_octave[i] or finer."""
+        return _seen_elsewhere(self.points.first_obs, self.obs.next, self.obs.kf, self.obs.octave,
+                               np.asarray(pt_ids, dtype=np.int64), kf_id, np.asarray(max_octave, dtype=np.int64))
 
     # ---- derived point attributes ---------------------------------------------------------------------
     def apply(self, update: MapUpdate, refresh: np.ndarray | None = None) -> None:
@@ -410,3 +423,102 @@ class Map:
 
     def alive_point_ids(self) -> np.ndarray:
         return np.flatnonzero(self.points.alive[: self.points.size])
+
+
+# ---- the observation index: each point's live rows as a linked list (compiled, the GIL released) ----------------
+# It was a dict of Python lists: gathering the rows of a keyframe's points held the GIL and was 28% of a sync
+# teddy RGB-D run (covisibility refresh after every keyframe, keyframe culling, BA gather).
+
+@nb.njit(cache=True, nogil=True)
+def _link(first, last, nxt, rows, pts):
+    """Append each row to its point's list."""
+    for i in range(rows.shape[0]):
+        row, pt = rows[i], pts[i]
+        nxt[row] = -1
+        if last[pt] < 0:
+            first[pt] = row
+        else:
+            nxt[last[pt]] = row
+        last[pt] = row
+
+
+@nb.njit(cache=True, nogil=True)
+def _unlink(first, last, nxt, rows, pts):
+    """Take each row out of its point's list (a row not in it is left alone)."""
+    for i in range(rows.shape[0]):
+        row, pt = rows[i], pts[i]
+        prev, cur = -1, first[pt]
+        while cur >= 0 and cur != row:
+            prev, cur = cur, nxt[cur]
+        if cur < 0:
+            continue
+        if prev < 0:
+            first[pt] = nxt[row]
+        else:
+            nxt[prev] = nxt[row]
+        if last[pt] == row:
+            last[pt] = prev
+        nxt[row] = -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _rows_of(first, nxt, pts):
+    """The live rows of the given points, point by point, each point's in the order they were added."""
+    n = 0
+    for pt in pts:
+        if pt >= 0:
+            row = first[pt]
+            while row >= 0:
+                n += 1
+                row = nxt[row]
+    out = np.empty(n, np.int64)
+    n = 0
+    for pt in pts:
+        if pt >= 0:
+            row = first[pt]
+            while row >= 0:
+                out[n] = row
+                n += 1
+                row = nxt[row]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _rows_matching(first, nxt, obs_kf, obs_kp, pts, kf_ids, kp_idx):
+    """Rows of point pts[i] made by keyframe kf_ids[i] at keypoint kp_idx[i]."""
+    out = []
+    for i in range(pts.shape[0]):
+        if pts[i] < 0:
+            continue
+        row = first[pts[i]]
+        while row >= 0:
+            if obs_kf[row] == kf_ids[i] and obs_kp[row] == kp_idx[i]:
+                out.append(row)
+            row = nxt[row]
+    return np.array(out, dtype=np.int64)
+
+
+@nb.njit(cache=True, nogil=True)
+def _observer_counts(first, nxt, obs_kf, pts, n_kf):
+    """Observations of the given points per keyframe."""
+    counts = np.zeros(n_kf, np.int64)
+    for pt in pts:
+        if pt >= 0:
+            row = first[pt]
+            while row >= 0:
+                counts[obs_kf[row]] += 1
+                row = nxt[row]
+    return counts
+
+
+@nb.njit(cache=True, nogil=True)
+def _seen_elsewhere(first, nxt, obs_kf, obs_octave, pts, kf_id, max_octave):
+    counts = np.zeros(pts.shape[0], np.int64)
+    for i in range(pts.shape[0]):
+        if pts[i] >= 0:
+            row = first[pts[i]]
+            while row >= 0:
+                if obs_kf[row] != kf_id and obs_octave[row] <= max_octave[i]:
+                    counts[i] += 1
+                row = nxt[row]
+    return counts

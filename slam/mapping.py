@@ -422,17 +422,7 @@ class LocalMapper:
         if len(idx) == 0:
             return False
         pts = kf.point_ids[idx]
-        obs_kf, obs_kp, obs_pt = self.map.observations_of_points(pts)
-        other = obs_kf != k
-        obs_kf, obs_kp, obs_pt = obs_kf[other], obs_kp[other], obs_pt[other]
-        octave_other = np.empty(len(obs_kf), np.int64)
-        for f in np.unique(obs_kf).tolist():
-            sel = obs_kf == f
-            octave_other[sel] = self.map.keyframes[f].octave[obs_kp[sel]]
-        order = np.argsort(pts)
-        slot = order[np.searchsorted(pts[order], obs_pt)]  # position of each observation's point in `pts`
-        good = octave_other <= kf.octave[idx][slot] + 1
-        counts = np.bincount(slot[good], minlength=len(pts))
+        counts = self.map.seen_elsewhere(pts, k, kf.octave[idx] + 1)
         return int(np.count_nonzero(counts >= 3)) > self.cfg.cull_redundant_ratio * len(pts)
 
 
