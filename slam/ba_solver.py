@@ -20,33 +20,45 @@ _MAX_TRIALS = 10  # damping increases tried per iteration before giving up, as g
 
 
 @njit(cache=True, nogil=True)
-def _edge_terms(R, t, X, obs, stereo, k):
-    """Residual (projection - observation), d residual / d pose (left twist: rotation, translation) and
-    d residual / d point, for one edge; rows beyond the second are zero for a mono edge. z <= 0: no terms."""
+def _residual(R, t, X, obs, stereo, k, r):
+    """Residual (projection - observation) of one edge into r (its third entry only for a stereo edge); False
+    when the point is not in front of the camera. Returns the camera point too."""
     fx, fy, cx, cy, bf = k[0], k[1], k[2], k[3], k[4]
     xc = R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]
     yc = R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]
     zc = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
-    r = np.zeros(3)
-    Jp = np.zeros((3, 6))
-    Jl = np.zeros((3, 3))
     if zc <= 1e-12:
-        return False, r, Jp, Jl
+        return False, xc, yc, zc
     iz = 1.0 / zc
-    iz2 = iz * iz
     u = fx * xc * iz + cx
     r[0] = u - obs[0]
     r[1] = fy * yc * iz + cy - obs[1]
+    r[2] = u - bf * iz - obs[2] if stereo else 0.0
+    return True, xc, yc, zc
+
+
+@njit(cache=True, nogil=True)
+def _edge_terms(R, t, X, obs, stereo, k, r, Jp, Jl, D):
+    """Residual, d residual / d pose (left twist: rotation, translation) and d residual / d point of one edge,
+    written into r, Jp, Jl (D: scratch); rows beyond the second unused for a mono edge. False when z <= 0.
+    Written into buffers the caller keeps: allocating them per edge was a third of the solver's time."""
+    ok, xc, yc, zc = _residual(R, t, X, obs, stereo, k, r)
+    if not ok:
+        return False
+    fx, fy, bf = k[0], k[1], k[4]
+    iz = 1.0 / zc
+    iz2 = iz * iz
     # d(u, v, ur)/d(camera point)
-    D = np.zeros((3, 3))
     D[0, 0] = fx * iz
+    D[0, 1] = 0.0
     D[0, 2] = -fx * xc * iz2
+    D[1, 0] = 0.0
     D[1, 1] = fy * iz
     D[1, 2] = -fy * yc * iz2
     rows = 2
     if stereo:
-        r[2] = u - bf * iz - obs[2]
         D[2, 0] = D[0, 0]
+        D[2, 1] = 0.0
         D[2, 2] = D[0, 2] + bf * iz2
         rows = 3
     for a in range(rows):
@@ -59,7 +71,7 @@ def _edge_terms(R, t, X, obs, stereo, k):
         Jp[a, 5] = D[a, 2]
         for b in range(3):
             Jl[a, b] = D[a, 0] * R[0, b] + D[a, 1] * R[1, b] + D[a, 2] * R[2, b]
-    return True, r, Jp, Jl
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -75,11 +87,12 @@ def huber(chi2, delta2):
 @njit(cache=True, nogil=True)
 def _total_cost(poses, points, e_kf, e_pt, obs, stereo, info, active, delta2, k):
     cost = 0.0
+    r = np.zeros(3)
     for e in range(e_kf.shape[0]):
         if not active[e]:
             continue
         T = poses[e_kf[e]]
-        ok, r, _, _ = _edge_terms(T[:3, :3], T[:3, 3], points[e_pt[e]], obs[e], stereo[e], k)
+        ok = _residual(T[:3, :3], T[:3, 3], points[e_pt[e]], obs[e], stereo[e], k, r)[0]
         if not ok:
             continue  # g2o's projection divides anyway; a point behind the camera adds no usable term here
         chi2 = info[e] * (r[0] * r[0] + r[1] * r[1] + (r[2] * r[2] if stereo[e] else 0.0))
@@ -120,15 +133,15 @@ def cholesky_solve(A, b):
 
 
 @njit(cache=True, nogil=True)
-def _inv3(M):
-    a, b, c = M[0, 0], M[0, 1], M[0, 2]
-    d, e, f = M[1, 0], M[1, 1], M[1, 2]
-    g, h, i = M[2, 0], M[2, 1], M[2, 2]
+def _inv3(M, lam, out):
+    """out = (M + lam I)^-1 of a 3x3 block (zero when singular)."""
+    a, b, c = M[0, 0] + lam, M[0, 1], M[0, 2]
+    d, e, f = M[1, 0], M[1, 1] + lam, M[1, 2]
+    g, h, i = M[2, 0], M[2, 1], M[2, 2] + lam
     det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
-    out = np.empty((3, 3))
     if abs(det) < 1e-300:
         out[:] = 0.0
-        return out
+        return
     out[0, 0] = (e * i - f * h) / det
     out[0, 1] = (c * h - b * i) / det
     out[0, 2] = (b * f - c * e) / det
@@ -138,7 +151,6 @@ def _inv3(M):
     out[2, 0] = (d * h - e * g) / det
     out[2, 1] = (b * g - a * h) / det
     out[2, 2] = (a * e - b * d) / det
-    return out
 
 
 @njit(cache=True, nogil=True)
@@ -159,6 +171,8 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
     cost = _total_cost(poses, points, e_kf, e_pt, obs, stereo, info, active, delta2, k)
     lam, nu = -1.0, 2.0
     done = 0
+    r, Jp, Jl, D, W = np.zeros(3), np.zeros((3, 6)), np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((6, 3))
+    Hll_inv = np.empty((n_pts, 3, 3))
     for _ in range(iterations):
         # Normal equations of the robustified cost at the current estimate.
         Hpp = np.zeros((n, n))
@@ -171,8 +185,7 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
                 continue
             T = poses[e_kf[e]]
             p = e_pt[e]
-            ok, r, Jp, Jl = _edge_terms(T[:3, :3], T[:3, 3], points[p], obs[e], stereo[e], k)
-            if not ok:
+            if not _edge_terms(T[:3, :3], T[:3, 3], points[p], obs[e], stereo[e], k, r, Jp, Jl, D):
                 continue
             rows = 3 if stereo[e] else 2
             chi2 = 0.0
@@ -225,19 +238,14 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
             for i in range(n):
                 S[i, i] += lam
             rhs = bp.copy()
-            Hll_inv = np.empty((n_pts, 3, 3))
             for p in range(n_pts):
-                D = Hll[p].copy()
-                for i in range(3):
-                    D[i, i] += lam
-                Hll_inv[p] = _inv3(D)
+                _inv3(Hll[p], lam, Hll_inv[p])
                 for a_i in range(pt_start[p], pt_start[p + 1]):
                     ea = pt_edges[a_i]
                     if not has_pl[ea]:
                         continue
                     oa = 6 * free_idx[e_kf[ea]]
-                    W = np.zeros((6, 3))  # Hpl[ea] Hll_inv[p]
-                    for i in range(6):
+                    for i in range(6):  # W = Hpl[ea] Hll_inv[p]
                         for j in range(3):
                             W[i, j] = (Hpl[ea, i, 0] * Hll_inv[p, 0, j] + Hpl[ea, i, 1] * Hll_inv[p, 1, j]
                                        + Hpl[ea, i, 2] * Hll_inv[p, 2, j])
@@ -262,8 +270,9 @@ def solve(poses, free_idx, n_free, points, e_kf, e_pt, obs, stereo, info, active
                 predicted = 1e-3
                 for i in range(n):
                     predicted += dx[i] * (lam * dx[i] + bp[i])
+                g = np.empty(3)
                 for p in range(n_pts):
-                    g = bl[p].copy()
+                    g[:] = bl[p]
                     for a_i in range(pt_start[p], pt_start[p + 1]):
                         ea = pt_edges[a_i]
                         if not has_pl[ea]:
