@@ -97,25 +97,71 @@ def as_kernel(descriptors: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
-def _medoids(words, starts, ends):
+def _group_distances(words, s, m, dist):
+    """dist[:m, :m]: distances between rows s..s+m of words, each pair computed once."""
+    for i in range(m):
+        dist[i, i] = 0
+        for j in range(i + 1, m):
+            d = _distance(words[s + i], words[s + j])
+            dist[i, j] = d
+            dist[j, i] = d
+
+
+@nb.njit(cache=True, nogil=True)
+def _medoids_hamming(words, starts, ends):
+    # Hamming distances are small integers: each row's median by counting, not sorting (sorting each row afresh
+    # took 7% of a sync teddy RGB-D run; 1000 groups of 40: 48 -> 6.5 ms, same choices).
     out = np.empty(starts.shape[0], np.int64)
+    longest = 0
     for g in range(starts.shape[0]):
-        s, e = starts[g], ends[g]
-        best, best_i = np.inf, s
-        for i in range(s, e):
-            dists = np.empty(e - s, np.float64)
-            for j in range(s, e):
-                dists[j - s] = _distance(words[i], words[j])
-            med = np.sort(dists)[(e - s - 1) // 2]
+        longest = max(longest, ends[g] - starts[g])
+    dist = np.empty((longest, longest), np.int64)
+    count = np.zeros(64 * words.shape[1] + 1, np.int64)
+    for g in range(starts.shape[0]):
+        s, m = starts[g], ends[g] - starts[g]
+        _group_distances(words, s, m, dist)
+        best, best_i = count.shape[0], s
+        for i in range(m):
+            count[:] = 0
+            for j in range(m):
+                count[dist[i, j]] += 1
+            seen, med = 0, 0
+            while seen + count[med] <= (m - 1) // 2:  # the ((m - 1) // 2)-th smallest distance
+                seen += count[med]
+                med += 1
             if med < best:
-                best, best_i = med, i
+                best, best_i = med, s + i
+        out[g] = best_i
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _medoids_float(words, starts, ends):
+    out = np.empty(starts.shape[0], np.int64)
+    longest = 0
+    for g in range(starts.shape[0]):
+        longest = max(longest, ends[g] - starts[g])
+    dist = np.empty((longest, longest), np.float64)
+    row = np.empty(longest, np.float64)
+    for g in range(starts.shape[0]):
+        s, m = starts[g], ends[g] - starts[g]
+        _group_distances(words, s, m, dist)
+        best, best_i = np.inf, s
+        for i in range(m):
+            sorted_row = row[:m]
+            sorted_row[:] = dist[i, :m]
+            sorted_row.sort()
+            if sorted_row[(m - 1) // 2] < best:
+                best, best_i = sorted_row[(m - 1) // 2], s + i
         out[g] = best_i
     return out
 
 
 def medoid_descriptors(descriptors: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Row index, within each group [start, end), of the descriptor with the least median distance to the rest."""
-    return _medoids(as_kernel(descriptors), starts.astype(np.int64), ends.astype(np.int64))
+    words = as_kernel(descriptors)
+    medoids = _medoids_hamming if words.dtype == np.uint64 else _medoids_float
+    return medoids(words, starts.astype(np.int64), ends.astype(np.int64))
 
 
 @dataclass
