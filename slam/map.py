@@ -363,23 +363,12 @@ class Map:
         pt_ids = pt_ids[self.points.alive[pt_ids]]
         if len(pt_ids) == 0:
             return
-        kf_ids, kp_idx, pts = self.observations_of_points(pt_ids)
-        centers = self._keyframe_centers(kf_ids)
-        rays = self.points.xyz[pts] - centers
-        rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
-        normal = np.zeros((self.points.size, 3))
-        np.add.at(normal, pts, rays)
-        n = normal[pt_ids]
-        self.points.normal[pt_ids] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        ref = self.points.ref_kf[pt_ids]
-        ref_center = self._keyframe_centers(ref)
-        dist = np.linalg.norm(self.points.xyz[pt_ids] - ref_center, axis=1)
-        # The octave at which the reference keyframe saw the point sets the distance range.
-        octave = np.zeros(len(pt_ids), dtype=np.int64)
-        sel = np.flatnonzero(kf_ids == self.points.ref_kf[pts])
-        lookup = {int(p): int(self.keyframes[int(k)].octave[kp]) for p, k, kp in
-                  zip(pts[sel], kf_ids[sel], kp_idx[sel])}
-        octave[:] = [lookup.get(int(p), 0) for p in pt_ids]
+        centers = self._keyframe_centers(np.arange(len(self.keyframes)))
+        p = self.points
+        ray_sum, octave = _viewing_rays(p.first_obs, self.obs.next, self.obs.kf, self.obs.octave, centers, p.xyz,
+                                        pt_ids, p.ref_kf)
+        p.normal[pt_ids] = ray_sum / np.maximum(np.linalg.norm(ray_sum, axis=1, keepdims=True), 1e-12)
+        dist = np.linalg.norm(p.xyz[pt_ids] - centers[p.ref_kf[pt_ids]], axis=1)
         level_scale = self.scale_factor ** octave
         self.points.max_dist[pt_ids] = dist * level_scale
         self.points.min_dist[pt_ids] = dist * level_scale / self.scale_factor ** (self.n_levels - 1)
@@ -522,3 +511,26 @@ def _seen_elsewhere(first, nxt, obs_kf, obs_octave, pts, kf_id, max_octave):
                     counts[i] += 1
                 row = nxt[row]
     return counts
+
+
+@nb.njit(cache=True, nogil=True)
+def _viewing_rays(first, nxt, obs_kf, obs_octave, centers, xyz, pts, ref_kf):
+    """Per point, the sum of its unit rays from the observing keyframes' centres, and the octave its reference
+    keyframe saw it at (0 if that keyframe no longer observes it). Was per-observation numpy and a dict built in
+    Python, under the GIL."""
+    ray_sum = np.zeros((pts.shape[0], 3))
+    octave = np.zeros(pts.shape[0], np.int64)
+    ray = np.empty(3)
+    for i in range(pts.shape[0]):
+        row = first[pts[i]]
+        while row >= 0:
+            k = obs_kf[row]
+            for a in range(3):
+                ray[a] = xyz[pts[i], a] - centers[k, a]
+            norm = max(np.sqrt(ray[0] * ray[0] + ray[1] * ray[1] + ray[2] * ray[2]), 1e-12)
+            for a in range(3):
+                ray_sum[i, a] += ray[a] / norm
+            if k == ref_kf[pts[i]]:
+                octave[i] = obs_octave[row]
+            row = nxt[row]
+    return ray_sum, octave
