@@ -327,13 +327,17 @@ class Map:
 
     def covisible_with_points(self, pt_ids: np.ndarray, exclude: int = -1,
                               min_weight: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        counts = _observer_counts(self.points.first_obs, self.obs.next, self.obs.kf,
-                                  np.asarray(pt_ids, dtype=np.int64), len(self.keyframes))
+        counts = self.observer_counts(pt_ids)
         if exclude >= 0:
             counts[exclude] = 0
         ids = np.flatnonzero(counts >= min_weight)
         order = np.argsort(-counts[ids], kind="stable")
         return ids[order], counts[ids][order]
+
+    def observer_counts(self, pt_ids: np.ndarray) -> np.ndarray:
+        """Per keyframe id, its observations of the given points."""
+        return _observer_counts(self.points.first_obs, self.obs.next, self.obs.kf, np.asarray(pt_ids, dtype=np.int64),
+                                len(self.keyframes))
 
     def seen_elsewhere(self, pt_ids: np.ndarray, kf_id: int, max_octave: np.ndarray) -> np.ndarray:
         """Per point, its observations by keyframes other than kf_id at octave max_octave[i] or finer."""

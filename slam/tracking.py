@@ -439,10 +439,9 @@ class Tracker:
         corrections. (Votes by each point's first keyframe picked the initial keyframe for most monocular frames
         until frame 90 of TUM fr3 teddy: composed with it, their online error was 20-80 mm; online ATE 16.4 mm.)
         Call with the map lock held."""
-        kf_ids, _, _ = self.map.observations_of_points(point_ids)
-        if len(kf_ids) == 0:
+        counts = self.map.observer_counts(point_ids)
+        if not counts.any():
             return fallback
-        counts = np.bincount(kf_ids, minlength=len(self.map.keyframes))
         best = np.flatnonzero(counts == counts.max())
         return int(best[-1])
 
