@@ -11,7 +11,7 @@ import pytest
 from slam.config import FeaturesConfig
 from slam.errors import SlamInputError
 from slam.features import EXTRACTORS, create_extractor, extract_batch
-from slam.features.orb import OrbExtractor
+from slam.features.orb import OrbExtractor, fast_corners
 from slam.features.sift import SiftExtractor
 
 
@@ -63,6 +63,47 @@ def test_orb_keypoints_are_opencvs_corners_and_descriptors_whatever_the_threads(
     np.testing.assert_array_equal([k.angle for k in keypoints], ours.angle)
     np.testing.assert_array_equal([k.response for k in keypoints], ours.response)
     np.testing.assert_array_equal(descriptors, ours.descriptors)
+
+
+def _fast_test_images():
+    """Random noise, a smooth texture, a checkerboard, flat regions with a few blocks in them (plateaus: equal
+    scores side by side), and images too small to hold a corner."""
+    rng = np.random.default_rng(7)
+    flat = np.full((120, 160), 90, np.uint8)
+    for y, x, size, value in ((20, 30, 6, 200), (60, 90, 3, 10), (90, 20, 12, 140), (50, 130, 1, 255)):
+        flat[y:y + size, x:x + size] = value
+    checker = ((np.indices((96, 128)) // 8).sum(axis=0) % 2 * 180 + 40).astype(np.uint8)
+    return [rng.integers(0, 256, (97, 131), dtype=np.uint8), _uneven_texture(4, (150, 200)), checker, flat,
+            cv2.resize(rng.integers(0, 256, (12, 16), dtype=np.uint8), (160, 120), interpolation=cv2.INTER_NEAREST),
+            rng.integers(0, 256, (7, 7), dtype=np.uint8), rng.integers(0, 256, (9, 40), dtype=np.uint8)]
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 7, 20, 40, 100, 255])
+def test_fast_corners_are_opencvs_bit_for_bit(threshold):
+    """The extractor's FAST kernel gives cv2.FastFeatureDetector's corners (non-maximum suppression, 9 of 16):
+    the same positions, in the same order, with the same scores; `border` only drops those nearer the edge."""
+    detector = cv2.FastFeatureDetector_create(threshold, True, cv2.FAST_FEATURE_DETECTOR_TYPE_9_16)
+    for image in _fast_test_images():
+        corners = detector.detect(image, None)
+        expected = np.array([(*k.pt, k.response) for k in corners], np.float32).reshape(-1, 3)
+        for border in (0, 3, 19):
+            x, y, score = fast_corners(image, threshold, border)
+            assert x.dtype == y.dtype == np.int32 and score.dtype == np.uint8
+            h, w = image.shape
+            inside = ((expected[:, 0] >= border) & (expected[:, 0] < w - border) & (expected[:, 1] >= border)
+                      & (expected[:, 1] < h - border))
+            np.testing.assert_array_equal(np.column_stack((x, y, score)).astype(np.float32), expected[inside])
+    if threshold in (7, 20):
+        assert len(fast_corners(_fast_test_images()[0], threshold)[0]) > 100
+
+
+def test_fast_corners_refuse_what_opencv_does_not_define():
+    image = np.zeros((20, 20), np.uint8)
+    for threshold in (-1, 256):
+        with pytest.raises(ValueError, match="threshold"):
+            fast_corners(image, threshold)
+    with pytest.raises(ValueError, match="single-channel uint8"):
+        fast_corners(np.zeros((20, 20, 3), np.uint8), 7)
 
 
 def test_orb_gives_weakly_textured_regions_keypoints_as_orbslam_does():
