@@ -154,6 +154,8 @@ _CHOICES = {"mode": MODES, "dataset.format": DATASET_FORMATS, "viewer.mode": ("n
             "estimation.method": ("magsac", "ransac")}
 # Keys whose value must exceed a bound: a scale bound of 1 or less would refuse every monocular loop.
 _ABOVE = {"loop_closing.max_scale_change": 1.0, "features.threads": 0}
+# Keys whose value must lie in a closed range: FAST compares 8-bit intensity differences.
+_WITHIN = {"features.fast_threshold": (0, 255), "features.min_fast_threshold": (0, 255)}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -245,6 +247,10 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
         if bound is not None and not getattr(config, name) > bound:
             raise SlamInputError(f"config key '{prefix}{name}' must be above {bound}, got {getattr(config, name)}",
                                  source)
+        span = _WITHIN.get(prefix + name)
+        if span is not None and not span[0] <= getattr(config, name) <= span[1]:
+            raise SlamInputError(f"config key '{prefix}{name}' must be within {span[0]}..{span[1]}, got "
+                                 f"{getattr(config, name)}", source)
     return config
 
 

@@ -187,6 +187,7 @@ def test_config_with_an_unknown_key(tiny_tum, tmp_path, capsys):
     ("features.scale_factor=[1, 2]", "'features.scale_factor' expects float"),
     ("tracking.no_such_key=1", "unknown config key 'tracking.no_such_key'"),
     ("loop_closing.max_scale_change=0.8", "'loop_closing.max_scale_change' must be above 1.0, got 0.8"),
+    ("features.min_fast_threshold=-1", "'features.min_fast_threshold' must be within 0..255, got -1"),
     ("features.n_features=50", "'features.n_features' (50) must be at least twice 'tracking.min_tracked_points' (30)"),
     ("tracking.keyframe_min_frames=40", "'tracking.keyframe_min_frames' (40) must not exceed "
                                         "'tracking.keyframe_max_frames' (30)"),
