@@ -79,6 +79,17 @@ def _check_map_consistent(slam_map, one_observation_per_keyframe: bool = True) -
     expected = np.bincount(pt, weights=weight, minlength=size).astype(np.int64)
     np.testing.assert_array_equal(slam_map.points.n_obs[:size], expected)
     assert (slam_map.points.n_obs[slam_map.alive_point_ids()] > 0).all(), "a live point has no observation"
+    # Each point's list of observation rows (first_obs, obs.next, last_obs) holds exactly its live rows.
+    live_rows = np.flatnonzero(alive)
+    for p in np.unique(pt).tolist():
+        listed, row = [], int(slam_map.points.first_obs[p])
+        while row >= 0 and len(listed) <= n:
+            listed.append(row)
+            row = int(slam_map.obs.next[row])
+        assert sorted(listed) == live_rows[pt == p].tolist(), f"point {p} lists rows {listed}"
+        assert slam_map.points.last_obs[p] == listed[-1], f"point {p}'s last row is not its list's end"
+    unobserved = np.setdiff1d(np.arange(size), pt)
+    assert (slam_map.points.first_obs[unobserved] == -1).all(), "a point without observations lists rows"
 
 
 @pytest.fixture(scope="session")

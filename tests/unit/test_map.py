@@ -165,6 +165,23 @@ def test_covisibility_counts_shared_points_strongest_first():
     assert kf_ids.tolist() == [2, 1] and counts.tolist() == [5, 3]
 
 
+def test_seen_elsewhere_counts_other_keyframes_at_the_same_or_a_finer_scale(check_map):
+    m = Map()
+    for k, octave in enumerate([2, 1, 3, 2, 0]):
+        m.add_keyframe(make_keyframe(4, seed=k, octave=np.full(4, octave)), pose_at([k, 0, 0]))
+    ids = add_points(m, 0, np.arange(3))  # keyframe 0 sees them at octave 2
+    for k in (1, 2, 3):
+        observe(m, k, np.arange(2), ids[:2])  # octaves 1, 3, 2
+    observe(m, 4, [0], ids[:1])  # octave 0
+    counts = m.seen_elsewhere(ids, 0, np.full(3, 2))
+    assert counts.tolist() == [3, 2, 0]  # keyframe 2 (octave 3) is coarser; keyframe 0 itself never counts
+    assert m.seen_elsewhere(ids, 0, np.array([3, 0, 2])).tolist() == [4, 0, 0]
+    m.replace_point(int(ids[1]), int(ids[0]))  # keyframes 1-3 already see ids[0]: their rows of ids[1] go
+    assert m.seen_elsewhere(ids[:1], 0, np.full(1, 3)).tolist() == [4]
+    assert m.observer_counts(ids).tolist() == [2, 1, 1, 1, 1]  # keyframe 0 sees ids[0] and ids[2]
+    check_map(m)
+
+
 def test_refreshed_covisibility_sees_new_observations():
     m = new_map(3, n=20)
     ids = add_points(m, 0, np.arange(6))

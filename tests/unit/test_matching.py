@@ -4,7 +4,15 @@ import cv2
 import numpy as np
 
 from slam.features.orb import OrbExtractor
-from slam.matching import KeypointGrid, _hamming, as_words, match_epipolar, match_stereo, search_by_projection
+from slam.matching import (
+    KeypointGrid,
+    _hamming,
+    as_words,
+    match_epipolar,
+    match_stereo,
+    medoid_descriptors,
+    search_by_projection,
+)
 
 
 def _random_descriptors(rng, n):
@@ -107,3 +115,22 @@ def test_stereo_matching_recovers_a_known_disparity():
         at = fl.octave[found] == octave
         if at.sum() >= 10:
             assert abs(np.median(disparity[at]) - shift) < 0.2 * scales[octave], octave
+
+
+def test_binary_medoid_matches_a_brute_force_reference_with_ties():
+    """Each group's descriptor of least median Hamming distance to the others, the first on a tie; groups of 1 to
+    40 descriptors drawn from a few originals so that many distances and medians tie."""
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 41, 60)
+    originals = _random_descriptors(rng, 5)
+    desc = originals[rng.integers(0, 5, sizes.sum())]
+    flip = rng.random(desc.shape) < 0.05
+    desc = np.where(flip, desc ^ rng.integers(1, 256, desc.shape, dtype=np.uint8), desc).astype(np.uint8)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    got = medoid_descriptors(desc, starts, ends)
+    bits = np.unpackbits(desc, axis=1).astype(np.int64)
+    for g, s, e in zip(got.tolist(), starts.tolist(), ends.tolist()):
+        D = np.abs(bits[s:e, None] - bits[None, s:e]).sum(axis=2)
+        medians = np.sort(D, axis=1)[:, (e - s - 1) // 2]
+        assert g == s + int(np.argmin(medians))
