@@ -254,7 +254,8 @@ class OrbSlam3:
         reply = self._request({"cmd": "finish", "trajectory": str(path)})
         self._proc.wait(timeout=60)
         trajectory = read_tum(path) if reply["poses"] else Trajectory(np.zeros(0), np.zeros((0, 4, 4)))
-        return trajectory, {**self.info, "peak_rss_mb": float(reply["peak_rss_mb"])}
+        return trajectory, {**self.info, "peak_rss_mb": float(reply["peak_rss_mb"]),
+                            "keyframes": int(reply.get("keyframes", 0))}
 
     def close(self) -> None:
         if self._proc.poll() is None:

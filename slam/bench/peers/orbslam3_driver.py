@@ -15,7 +15,8 @@ printing cannot mix with the replies.
     {"cmd": "track", "t": seconds, arrays: rgbd [image, depth metres float32] | stereo [left, right] | mono [image]}
         -> {"ok": true, "state": ORB-SLAM3 tracking state, "tracked": state == OK, "ms": time inside the track call}
     {"cmd": "finish", "trajectory": PATH}
-        -> {"ok": true, "poses": n, "peak_rss_mb": this process's peak resident memory (MiB)}
+        -> {"ok": true, "poses": n, "keyframes": keyframes in the final map, "peak_rss_mb": this process's peak
+            resident memory (MiB)}
 
 `finish` shuts ORB-SLAM3 down (local mapping and loop closing finish) and writes every localised frame of
 its final map as a TUM trajectory. ORB-SLAM3's SaveTrajectoryTUM refuses monocular runs, so the EuRoC-format
@@ -64,6 +65,14 @@ def _peak_rss_mb():
     except (OSError, ValueError, IndexError):
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _count_lines(path):
+    """Non-empty, non-comment lines of a text file (0 when ORB-SLAM3 wrote none)."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for line in f if line.strip() and not line.startswith("#"))
 
 
 def _euroc_to_tum(src, dst):
@@ -131,7 +140,10 @@ def main():
                 poses = _euroc_to_tum(raw, path) if os.path.isfile(raw) else 0
                 if os.path.isfile(raw):
                     os.remove(raw)
-                reply(ok=True, poses=poses, peak_rss_mb=_peak_rss_mb())
+                keyframes_path = path + ".keyframes.txt"  # one line per keyframe left in the map (not culled)
+                slam.save_keyframe_trajectory_tum(keyframes_path)
+                keyframes = _count_lines(keyframes_path)
+                reply(ok=True, poses=poses, keyframes=keyframes, peak_rss_mb=_peak_rss_mb())
                 return 0
             else:
                 reply(ok=False, error=f"unknown command {cmd!r}")
