@@ -127,6 +127,7 @@ class Tracker:
         self.velocity: np.ndarray | None = None
         self.reference_kf = -1
         self.last_kf_frame = -1
+        self.last_kf_time = -np.inf
         self.last_reloc_frame = -(10**9)
         self.records: list[PoseRecord] = []
         self.init_settings = TwoViewSettings(min_parallax_deg=self.cfg.init_min_parallax_deg)
@@ -291,6 +292,7 @@ class Tracker:
                                        FrameObservations.of(ref) if self.keep_observations else None))
         self.reference_kf = kf1
         self.last_kf_frame = self.initialized_frame = frame.id
+        self.last_kf_time = frame.timestamp
         self.state = TrackingState.OK
         self._record(frame)
         self.last, self.last_matches = frame, _Matches.empty(len(frame))
@@ -497,7 +499,7 @@ class Tracker:
         c1a = since >= cfg.keyframe_max_frames
         # ORB-SLAM waits for local mapping to be idle; we also insert, at a bounded rate, while it is busy
         # with nothing queued: on two cores mapping is rarely idle, and sparse keyframes cost accuracy.
-        c1b = since >= cfg.keyframe_min_frames and (idle or (since >= cfg.keyframe_busy_frames
+        c1b = since >= cfg.keyframe_min_frames and (idle or (frame.timestamp - self.last_kf_time >= cfg.keyframe_busy_s
                                                              and self.sink.queued() == 0))
         c1c = self.mode != "mono" and (n_inliers < 0.25 * ref_matches or need_close)
         c2 = (n_inliers < ratio * ref_matches or need_close) and n_inliers > 15
@@ -525,6 +527,7 @@ class Tracker:
         frame.point_ids[new_points] = ids
         self.reference_kf = kf_id
         self.last_kf_frame = frame.id
+        self.last_kf_time = frame.timestamp
         self.sink.submit(kf_id)
         return kf_id
 
