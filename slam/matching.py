@@ -107,52 +107,47 @@ def _group_distances(words, s, m, dist):
             dist[j, i] = d
 
 
-@nb.njit(cache=True, nogil=True)
-def _medoids_hamming(words, starts, ends):
-    # Hamming distances are small integers: each row's median by counting, not sorting (sorting each row afresh
-    # took 7% of a sync teddy RGB-D run; 1000 groups of 40: 48 -> 6.5 ms, same choices).
-    out = np.empty(starts.shape[0], np.int64)
-    longest = 0
-    for g in range(starts.shape[0]):
-        longest = max(longest, ends[g] - starts[g])
-    dist = np.empty((longest, longest), np.int64)
-    count = np.zeros(64 * words.shape[1] + 1, np.int64)
-    for g in range(starts.shape[0]):
-        s, m = starts[g], ends[g] - starts[g]
-        _group_distances(words, s, m, dist)
-        best, best_i = count.shape[0], s
-        for i in range(m):
-            count[:] = 0
+def _row_median(row, m, scratch):
+    """The ((m - 1) // 2)-th smallest of row[:m] inside kernels: resolved at compile time by the overload below."""
+    raise NotImplementedError
+
+
+@overload(_row_median, inline="always")
+def _row_median_overload(row, m, scratch):
+    if isinstance(row.dtype, types.Integer):
+        # Hamming distances are small integers: counted, not sorted (sorting each row afresh took 7% of a sync
+        # teddy RGB-D run; 1000 groups of 40: 48 -> 6.5 ms, same choices). scratch: one count per distance.
+        def by_counting(row, m, scratch):
+            scratch[:] = 0
             for j in range(m):
-                count[dist[i, j]] += 1
+                scratch[row[j]] += 1
             seen, med = 0, 0
-            while seen + count[med] <= (m - 1) // 2:  # the ((m - 1) // 2)-th smallest distance
-                seen += count[med]
+            while seen + scratch[med] <= (m - 1) // 2:
+                seen += scratch[med]
                 med += 1
-            if med < best:
-                best, best_i = med, s + i
-        out[g] = best_i
-    return out
+            return med
+        return by_counting
+
+    def by_sorting(row, m, scratch):  # scratch: at least m values
+        part = scratch[:m]
+        part[:] = row[:m]
+        part.sort()
+        return part[(m - 1) // 2]
+    return by_sorting
 
 
 @nb.njit(cache=True, nogil=True)
-def _medoids_float(words, starts, ends):
+def _medoids(words, starts, ends, dist, scratch):
+    """Per group, the row of least median distance to the group (the first on a tie); dist: (longest, longest)."""
     out = np.empty(starts.shape[0], np.int64)
-    longest = 0
-    for g in range(starts.shape[0]):
-        longest = max(longest, ends[g] - starts[g])
-    dist = np.empty((longest, longest), np.float64)
-    row = np.empty(longest, np.float64)
     for g in range(starts.shape[0]):
         s, m = starts[g], ends[g] - starts[g]
         _group_distances(words, s, m, dist)
         best, best_i = np.inf, s
         for i in range(m):
-            sorted_row = row[:m]
-            sorted_row[:] = dist[i, :m]
-            sorted_row.sort()
-            if sorted_row[(m - 1) // 2] < best:
-                best, best_i = sorted_row[(m - 1) // 2], s + i
+            med = _row_median(dist[i], m, scratch)
+            if med < best:
+                best, best_i = med, s + i
         out[g] = best_i
     return out
 
@@ -160,8 +155,13 @@ def _medoids_float(words, starts, ends):
 def medoid_descriptors(descriptors: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Row index, within each group [start, end), of the descriptor with the least median distance to the rest."""
     words = as_kernel(descriptors)
-    medoids = _medoids_hamming if words.dtype == np.uint64 else _medoids_float
-    return medoids(words, starts.astype(np.int64), ends.astype(np.int64))
+    starts, ends = starts.astype(np.int64), ends.astype(np.int64)
+    longest = int((ends - starts).max()) if len(starts) else 0
+    if words.dtype == np.uint64:  # Hamming: integer distances, counted per value
+        dist, scratch = np.empty((longest, longest), np.int64), np.zeros(64 * words.shape[1] + 1, np.int64)
+    else:
+        dist, scratch = np.empty((longest, longest)), np.empty(longest)
+    return _medoids(words, starts, ends, dist, scratch)
 
 
 @dataclass

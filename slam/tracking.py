@@ -499,8 +499,8 @@ class Tracker:
         c1a = since >= cfg.keyframe_max_frames
         # ORB-SLAM waits for local mapping to be idle; we also insert, at a bounded rate, while it is busy
         # with nothing queued: on two cores mapping is rarely idle, and sparse keyframes cost accuracy.
-        c1b = since >= cfg.keyframe_min_frames and (idle or (frame.timestamp - self.last_kf_time >= cfg.keyframe_busy_s
-                                                             and self.sink.queued() == 0))
+        waited = frame.timestamp - self.last_kf_time >= cfg.keyframe_busy_s
+        c1b = since >= cfg.keyframe_min_frames and (idle or (waited and self.sink.queued() == 0))
         c1c = self.mode != "mono" and (n_inliers < 0.25 * ref_matches or need_close)
         c2 = (n_inliers < ratio * ref_matches or need_close) and n_inliers > 15
         if not ((c1a or c1b or c1c) and c2):
