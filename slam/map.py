@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numba as nb
 import numpy as np
+from numba.typed import List
 
 from slam.geometry import se3_inverse
 from slam.matching import medoid_descriptors, thresholds
@@ -234,33 +235,35 @@ class Map:
 
     def replace_point(self, old: int, new: int) -> None:
         """Fuse duplicate `old` into `new`: its observations move over unless the keyframe already sees `new`."""
-        if old == new or not self.points.alive[old] or not self.points.alive[new]:
-            return
-        rows_old = self._rows_of_points(np.array([old]))
-        kfs_new = set(self.obs.kf[self._rows_of_points(np.array([new]))].tolist())
-        self.points.visible[new] += self.points.visible[old]
-        self.points.found[new] += self.points.found[old]
-        drop, move = [], []
-        for row, kf_id in zip(rows_old.tolist(), self.obs.kf[rows_old].tolist()):
-            if kf_id in kfs_new:
-                drop.append(row)
-            else:
-                move.append(row)
-                kfs_new.add(kf_id)
-        self._drop_observations(np.array(drop, dtype=np.int64))
-        if move:
-            move = np.array(move, dtype=np.int64)
-            p = self.points
-            _unlink(p.first_obs, p.last_obs, self.obs.next, move, np.full(len(move), old))
-            _link(p.first_obs, p.last_obs, self.obs.next, move, np.full(len(move), new))
-            self.obs.pt[move] = new
-            for row in move.tolist():
-                self.keyframes[int(self.obs.kf[row])].point_ids[int(self.obs.kp[row])] = new
-            moved = int(self.obs.weight[move].sum())
-            p.n_obs[new] += moved
-            p.n_obs[old] -= moved
-        self._kill_points(np.array([old]))
-        self.points.replaced_by[old] = new
+        self._replace(-1, np.array([old], np.int64), np.array([new], np.int64), decide=False)
+
+    def fuse_matches(self, kf_id: int, pt_ids: np.ndarray, kp_idx: np.ndarray) -> int:
+        """Points projected into keyframe kf_id and matched to its keypoints (ORB-SLAM's Fuse), in order: where the
+        keypoint has a live point, the one of the two with fewer observations is replaced by the other (ties keep
+        the keypoint's); where it has none, the point gains the observation. Returns the pairs fused."""
+        fused, add_kp, add_pt = self._replace(kf_id, np.asarray(pt_ids, np.int64), np.asarray(kp_idx, np.int64),
+                                              decide=True)
+        if len(add_pt):
+            keep = ~np.isin(add_pt, self.keyframes[kf_id].point_ids)  # one observation per point and keyframe
+            self.add_observations(np.full(int(keep.sum()), kf_id), add_kp[keep], add_pt[keep])
+        return fused
+
+    def _replace(self, kf_id: int, first: np.ndarray, second: np.ndarray, decide: bool):
+        """Point replacements done in order in one compiled call (was a Python loop of replace_point holding the
+        GIL: 60% of the mapping thread's GIL time on teddy RGB-D). Keypoint associations of keyframe kf_id are
+        written in place; those of other keyframes come back as the last value per (keyframe, keypoint)."""
+        p, o = self.points, self.obs
+        live = self.keyframes[kf_id].point_ids if kf_id >= 0 else np.zeros(0, np.int64)
+        fused, add_kp, add_pt, kfs, kps, values, killed, dropped = _replace_points(
+            (p.alive, p.n_obs, p.visible, p.found, p.replaced_by, p.first_obs, p.last_obs, p.ref_kf),
+            (o.kf, o.kp, o.pt, o.alive, o.weight, o.next), kf_id, live, first, second, decide)
+        for k in np.unique(kfs).tolist():
+            sel = kfs == k
+            self.keyframes[k].point_ids[kps[sel]] = values[sel]
+        if self.recycle:
+            self.points.free(killed, ready_at=len(self.keyframes) + RECYCLE_DELAY_KEYFRAMES)
+            self.obs.free(dropped)
+        return fused, add_kp, add_pt
 
     def _drop_observations(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
@@ -538,3 +541,139 @@ def _viewing_rays(first, nxt, obs_kf, obs_octave, centers, xyz, pts, ref_kf):
                 octave[i] = obs_octave[row]
             row = nxt[row]
     return ray_sum, octave
+
+
+@nb.njit(cache=True, nogil=True)
+def _replace_points(points, obs, kf_id, live, first, second, decide):
+    """Replace points in order, as Map.replace_point one pair at a time. decide=False: first[i] is replaced by
+    second[i]. decide=True (fusion into keyframe kf_id): first[i] is a point and second[i] the keypoint of kf_id it
+    matched; if that keypoint has a live point the one with fewer observations goes, if it has none the pair is
+    returned to be added. Keyframe kf_id's associations (`live`) are written here, other keyframes' are returned as
+    (keyframe, keypoint, value), the last value per keypoint. Relies on the map invariant that a live row
+    (keyframe, keypoint, point) is mirrored in the keyframe."""
+    alive, n_obs, visible, found, replaced_by, first_obs, last_obs, ref_kf = points
+    o_kf, o_kp, o_pt, o_alive, o_weight, nxt = obs
+    fused = 0
+    add_kp = List.empty_list(nb.int64)
+    add_pt = List.empty_list(nb.int64)
+    log_kf = List.empty_list(nb.int64)
+    log_kp = List.empty_list(nb.int64)
+    log_val = List.empty_list(nb.int64)
+    killed = List.empty_list(nb.int64)
+    dropped = List.empty_list(nb.int64)
+    seen = List.empty_list(nb.int64)
+    for i in range(first.shape[0]):
+        if decide:
+            pid, k = first[i], second[i]
+            if not alive[pid]:
+                continue
+            existing = live[k]
+            if existing < 0:
+                add_kp.append(k)
+                add_pt.append(pid)
+                continue
+            if not alive[existing]:
+                continue
+            fused += 1
+            if n_obs[existing] >= n_obs[pid]:
+                old, new = pid, existing
+            else:
+                old, new = existing, pid
+        else:
+            old, new = first[i], second[i]
+        if old == new or not alive[old] or not alive[new]:
+            continue
+        visible[new] += visible[old]
+        found[new] += found[old]
+        seen.clear()
+        row = first_obs[new]
+        while row >= 0:
+            seen.append(o_kf[row])
+            row = nxt[row]
+        # Rows of `old` by a keyframe that already sees `new` are dropped, the others move to `new`.
+        row = first_obs[old]
+        prev = -1
+        ref_dropped = False
+        while row >= 0:
+            following = nxt[row]
+            k = o_kf[row]
+            if _contains(seen, k):
+                o_alive[row] = False
+                n_obs[old] -= o_weight[row]
+                if prev < 0:
+                    first_obs[old] = following
+                else:
+                    nxt[prev] = following
+                if last_obs[old] == row:
+                    last_obs[old] = prev
+                nxt[row] = -1
+                dropped.append(row)
+                _set_association(k, o_kp[row], -1, kf_id, live, log_kf, log_kp, log_val)
+                ref_dropped |= ref_kf[old] == k
+            else:
+                seen.append(k)
+                prev = row
+            row = following
+        if ref_dropped and first_obs[old] >= 0:  # its reference keyframe lost it: its first remaining observer
+            ref_kf[old] = o_kf[first_obs[old]]
+        if n_obs[old] <= 0:  # every row dropped: the point is gone
+            alive[old] = False
+            killed.append(old)
+        row = first_obs[old]
+        while row >= 0:
+            following = nxt[row]
+            nxt[row] = -1
+            if last_obs[new] < 0:
+                first_obs[new] = row
+            else:
+                nxt[last_obs[new]] = row
+            last_obs[new] = row
+            o_pt[row] = new
+            n_obs[new] += o_weight[row]
+            n_obs[old] -= o_weight[row]
+            _set_association(o_kf[row], o_kp[row], new, kf_id, live, log_kf, log_kp, log_val)
+            row = following
+        first_obs[old] = -1
+        last_obs[old] = -1
+        if alive[old]:
+            alive[old] = False
+            killed.append(old)
+        replaced_by[old] = new
+    # The last value written per (keyframe, keypoint) of the other keyframes.
+    n = len(log_kf)
+    keep = np.zeros(n, np.bool_)
+    last = {}
+    for j in range(n - 1, -1, -1):
+        key = (log_kf[j], log_kp[j])
+        if key not in last:
+            last[key] = j
+            keep[j] = True
+    idx = np.flatnonzero(keep)
+    return (fused, _array(add_kp), _array(add_pt), _array(log_kf)[idx], _array(log_kp)[idx], _array(log_val)[idx],
+            _array(killed), _array(dropped))
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _set_association(kf, kp, value, kf_id, live, log_kf, log_kp, log_val):
+    if kf == kf_id:
+        live[kp] = value
+    else:
+        log_kf.append(kf)
+        log_kp.append(kp)
+        log_val.append(value)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _contains(values, x):
+    for v in values:
+        if v == x:
+            return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
+def _array(values):
+    out = np.empty(len(values), np.int64)
+    for i in range(len(values)):
+        out[i] = values[i]
+    return out

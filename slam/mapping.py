@@ -354,27 +354,8 @@ class LocalMapper:
         src = sel[pt]
         err_ok = self._reprojects(view, kp, xyz[src])
         src, kp = src[err_ok], kp[err_ok]
-        fused = 0
         with self.map.lock:
-            live = self.map.keyframes[kf_id].point_ids
-            p = self.map.points
-            add = []
-            for s, k in zip(src, kp):
-                pid, existing = int(pt_ids[s]), int(live[k])
-                if not p.alive[pid]:
-                    continue
-                if existing >= 0 and p.alive[existing]:
-                    if p.n_obs[existing] >= p.n_obs[pid]:
-                        self.map.replace_point(pid, existing)
-                    else:
-                        self.map.replace_point(existing, pid)
-                    fused += 1
-                elif existing < 0:
-                    add.append((k, pid))
-            if add:
-                kps, pids = (np.array(v, dtype=np.int64) for v in zip(*add))
-                keep = ~np.isin(pids, live)  # one observation per point and keyframe
-                self.map.add_observations(np.full(int(keep.sum()), kf_id), kps[keep], pids[keep])
+            fused = self.map.fuse_matches(kf_id, pt_ids[src], kp)
         self.stats.points_fused += fused
 
     # ---- bundle adjustment --------------------------------------------------------------------------------

@@ -149,6 +149,50 @@ def test_replace_point_with_itself_or_a_dead_point_changes_nothing(check_map):
     check_map(m)
 
 
+@pytest.mark.parametrize("recycle", [False, True])
+def test_fuse_matches_keeps_the_better_observed_point_and_adds_the_rest(check_map, recycle):
+    m = Map(recycle=recycle)
+    for k in range(5):
+        m.add_keyframe(make_keyframe(10, seed=k), pose_at([k, 0, 0]))
+    # Keyframe 0 (the one fused into) has points at keypoints 0 and 1; keypoint 2 has none.
+    strong = add_points(m, 0, [0])[0]
+    weak = add_points(m, 0, [1])[0]
+    observe(m, 1, [0], [strong])
+    observe(m, 2, [0], [strong])  # strong: 3 observations
+    # Projected points from other keyframes: one seen twice (beats weak), one seen once (loses to strong),
+    # one for the empty keypoint, one already dead.
+    twice = add_points(m, 3, [1])[0]
+    observe(m, 4, [1], [twice])
+    once = add_points(m, 3, [2])[0]
+    lonely = add_points(m, 4, [3])[0]
+    dead = add_points(m, 4, [4])[0]
+    m.cull_points(np.array([dead]))
+    fused = m.fuse_matches(0, np.array([twice, once, lonely, dead]), np.array([1, 0, 2, 3]))
+    assert fused == 2
+    assert m.points.alive[[strong, twice, lonely]].all() and not m.points.alive[[weak, once]].any()
+    assert m.points.replaced_by[[weak, once]].tolist() == [twice, strong]
+    assert m.keyframes[0].point_ids[:4].tolist() == [strong, twice, lonely, -1]
+    assert m.keyframes[3].point_ids[[1, 2]].tolist() == [twice, strong]  # keyframe 3's `once` is now `strong`
+    assert sorted(m.observations_of_points(np.array([strong]))[0].tolist()) == [0, 1, 2, 3]
+    assert sorted(m.observations_of_points(np.array([twice]))[0].tolist()) == [0, 3, 4]
+    assert m.points.n_obs[[strong, twice, lonely]].tolist() == [4, 3, 2]
+    check_map(m)
+
+
+def test_fuse_matches_two_points_into_one_keypoint_drops_second_views(check_map):
+    m = new_map(3)
+    a = add_points(m, 1, [0])[0]
+    b = add_points(m, 2, [0])[0]
+    c = add_points(m, 0, [5])[0]
+    observe(m, 1, [1], [c])  # keyframes 1 and 2 see c besides a and b: their rows of a and b go
+    observe(m, 2, [1], [c])
+    fused = m.fuse_matches(0, np.array([a, b]), np.array([5, 5]))
+    assert fused == 2 and m.points.alive[c] and not m.points.alive[[a, b]].any()
+    assert m.keyframes[1].point_ids[:2].tolist() == [-1, c] and m.keyframes[2].point_ids[:2].tolist() == [-1, c]
+    assert m.points.n_obs[c] == 3
+    check_map(m)
+
+
 def test_covisibility_counts_shared_points_strongest_first():
     m = new_map(5, n=20)
     ids = add_points(m, 0, np.arange(9))
