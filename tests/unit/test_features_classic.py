@@ -65,6 +65,27 @@ def test_orb_keypoints_are_opencvs_corners_and_descriptors_whatever_the_threads(
     np.testing.assert_array_equal(descriptors, ours.descriptors)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_orb_binary_tests_are_opencvs_at_any_angle_up_to_the_border(seed):
+    """The descriptor kernel (with the test pattern read off OpenCV) against OpenCV's ORB.compute on the same
+    keypoints: random positions, the 19-pixel border included, and random angles; sharp and smooth images."""
+    from slam.features.orb import _SMOOTHING, _binary_tests, _test_pattern
+
+    rng = np.random.default_rng(seed)
+    orb = cv2.ORB_create(nlevels=1, edgeThreshold=19, patchSize=31)
+    for image in (_uneven_texture(seed, (240, 320)), rng.integers(0, 256, (120, 160), dtype=np.uint8)):
+        h, w = image.shape
+        col = np.r_[rng.integers(19, w - 19, 300), 19, w - 20, 19, w - 20]
+        row = np.r_[rng.integers(19, h - 19, 300), 19, 19, h - 20, h - 20]
+        angle = np.r_[rng.uniform(0, 360, 300), 45, 135, 225, 315].astype(np.float32)
+        keypoints = [cv2.KeyPoint(float(x), float(y), 31, float(a), 1.0, 0, i)
+                     for i, (x, y, a) in enumerate(zip(col, row, angle))]
+        kept, theirs = orb.compute(image, keypoints)
+        assert [k.class_id for k in kept] == list(range(len(col)))
+        blurred = cv2.sepFilter2D(image, cv2.CV_8U, _SMOOTHING, _SMOOTHING, borderType=cv2.BORDER_REFLECT_101)
+        np.testing.assert_array_equal(_binary_tests(blurred, col, row, angle, *_test_pattern()), theirs)
+
+
 def _fast_test_images():
     """Random noise, a smooth texture, a checkerboard, flat regions with a few blocks in them (plateaus: equal
     scores side by side), and images too small to hold a corner."""
