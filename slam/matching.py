@@ -260,9 +260,39 @@ def _unique_best(match: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.nd
 
 @nb.njit(cache=True, nogil=True)
 def _match_epipolar(words1, words2, kp1, kp2, oct2, free1, free2, F, sigma2, th_low, ratio):
+    """For each free keypoint of view 1, the free keypoint of view 2 nearest in descriptor within th_low and
+    within 3.84 sigma^2 of its epipolar line (ties to the first in index order). Only keypoints in the grid cells
+    along the line are looked at, in index order: all of view 2 was tried before, 2000 x 2000 on KITTI (new
+    points 62 ms per keyframe on KITTI 06)."""
     n1, n2 = words1.shape[0], words2.shape[0]
     match = np.full(n1, -1, np.int64)
     dist_out = np.full(n1, np.inf)
+    if n2 == 0:
+        return match, dist_out
+    cell = 32.0
+    cols, rows = 1, 1
+    u_min, v_min = 0.0, 0.0
+    for j in range(n2):
+        u_min, v_min = min(u_min, kp2[j, 0]), min(v_min, kp2[j, 1])
+        cols = max(cols, int(max(kp2[j, 0], 0.0) // cell) + 1)
+        rows = max(rows, int(max(kp2[j, 1], 0.0) // cell) + 1)
+    cell_of = np.empty(n2, np.int64)
+    start = np.zeros(cols * rows + 1, np.int64)
+    for j in range(n2):
+        cell_of[j] = int(max(kp2[j, 1], 0.0) // cell) * cols + int(max(kp2[j, 0], 0.0) // cell)
+        start[cell_of[j] + 1] += 1
+    for k in range(cols * rows):
+        start[k + 1] += start[k]
+    items = np.empty(n2, np.int64)
+    fill = start[:-1].copy()
+    for j in range(n2):  # index order within each cell
+        items[fill[cell_of[j]]] = j
+        fill[cell_of[j]] += 1
+    widest = 0.0
+    for s in sigma2:
+        widest = max(widest, s)
+    reach = np.sqrt(3.84 * widest)
+    candidates = np.empty(n2, np.int64)
     for i in range(n1):
         if not free1[i]:
             continue
@@ -273,15 +303,33 @@ def _match_epipolar(words1, words2, kp1, kp2, oct2, free1, free2, F, sigma2, th_
         norm = a * a + b * b
         if norm < 1e-30:
             continue
+        # Cells the band |a u + b v + c| < reach |(a, b)| crosses, walked along the line's longer extent (a margin of
+        # 1 px for rounding).
+        m = 0
+        along_u = abs(b) >= abs(a)
+        n_steps, n_across = (cols, rows) if along_u else (rows, cols)
+        p, q = (a, b) if along_u else (b, a)
+        half = reach * np.sqrt(norm) / abs(q) + 1.0
+        for s in range(n_steps):
+            first = (u_min if along_u else v_min) if s == 0 else s * cell  # the first cells hold what is below 0
+            e0, e1 = -(p * first + c) / q, -(p * (s + 1) * cell + c) / q
+            lo = min(max(int(np.floor((min(e0, e1) - half) / cell)), 0), n_across - 1)
+            hi = min(max(int(np.floor((max(e0, e1) + half) / cell)), 0), n_across - 1)
+            for t in range(lo, hi + 1):
+                k = t * cols + s if along_u else s * cols + t
+                for item in range(start[k], start[k + 1]):
+                    j = items[item]
+                    if not free2[j]:
+                        continue
+                    num = a * kp2[j, 0] + b * kp2[j, 1] + c
+                    if num * num / norm < 3.84 * sigma2[oct2[j]]:
+                        candidates[m] = j
+                        m += 1
+        found = np.sort(candidates[:m])
         best, best2, best_idx = 1 << 30, 1 << 30, -1
-        for j in range(n2):
-            if not free2[j]:
-                continue
+        for j in found:
             d = _distance(words1[i], words2[j])
             if d > th_low or d >= best2:
-                continue
-            num = a * kp2[j, 0] + b * kp2[j, 1] + c
-            if num * num / norm >= 3.84 * sigma2[oct2[j]]:
                 continue
             if d < best:
                 best2 = best

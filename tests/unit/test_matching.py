@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from slam.features.orb import OrbExtractor
 from slam.matching import (
@@ -93,6 +94,53 @@ def test_epipolar_matching_rejects_matches_off_the_line():
                             np.ones(8))
     assert np.array_equal(i1, i2)
     assert set(i1.tolist()) == set(np.flatnonzero(~off).tolist())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_epipolar_matching_is_the_nearest_descriptor_within_the_band(seed):
+    """Against a brute-force reading of the rule: for each free keypoint of view 1, among the free keypoints of
+    view 2 within 3.84 sigma^2 of its epipolar line and within th_low, the nearest descriptor (ties to the lower
+    index) if it passes the ratio test; a keypoint of view 2 claimed twice goes to the nearer (then lower) one.
+    Lines of every slope, near-horizontal and near-vertical ones, keypoints just outside the image."""
+    rng = np.random.default_rng(seed)
+    n1, n2, th_low, ratio = 300, 280, 80, (1.0, 0.8)[seed % 2]
+    F = rng.normal(size=(3, 3))
+    if seed % 3 < 2:
+        F[seed % 3] *= 1e-3  # near-vertical, then near-horizontal lines
+    kp1 = rng.uniform(0, [640, 480], (n1, 2))
+    d1 = _random_descriptors(rng, n1)
+    kp2 = rng.uniform(-2, [642, 482], (n2, 2))
+    d2 = _random_descriptors(rng, n2)
+    for i in range(200):  # most of view 1 has a counterpart near its line, with a close descriptor
+        a, b, c = F @ [kp1[i, 0], kp1[i, 1], 1.0]
+        if abs(b) > abs(a):
+            u = rng.uniform(0, 640)
+            kp2[i] = (u, -(a * u + c) / b + rng.normal(0, 1.5))
+        else:
+            v = rng.uniform(0, 480)
+            kp2[i] = (-(b * v + c) / a + rng.normal(0, 1.5), v)
+        d2[i] = d1[i] ^ ((rng.random(32) < 0.1) * rng.integers(1, 256, 32)).astype(np.uint8)
+    octave2 = rng.integers(0, 8, n2)
+    sigma2 = 1.44 ** np.arange(8)
+    free1, free2 = rng.random(n1) < 0.9, rng.random(n2) < 0.9
+    distance = np.unpackbits(d1[:, None, :] ^ d2[None, :, :], axis=2).sum(axis=2)
+    best = {}
+    for i in np.flatnonzero(free1):
+        a, b, c = F @ [kp1[i, 0], kp1[i, 1], 1.0]
+        near = (a * kp2[:, 0] + b * kp2[:, 1] + c) ** 2 / (a * a + b * b) < 3.84 * sigma2[octave2]
+        candidates = np.flatnonzero(free2 & near & (distance[i] <= th_low))
+        if len(candidates) == 0:
+            continue
+        order = candidates[np.lexsort((candidates, distance[i, candidates]))]
+        second = distance[i, order[1]] if len(order) > 1 else 1 << 30
+        if distance[i, order[0]] <= ratio * second:
+            j = int(order[0])
+            if j not in best or distance[i, j] < distance[best[j], j]:
+                best[j] = int(i)
+    expected = sorted((i, j) for j, i in best.items())
+    i1, i2 = match_epipolar(d1, d2, kp1, kp2, octave2, free1, free2, F, sigma2, th_low, ratio)
+    assert list(zip(i1.tolist(), i2.tolist())) == expected
+    assert len(expected) > 100
 
 
 def test_stereo_matching_recovers_a_known_disparity():
