@@ -244,8 +244,7 @@ class Map:
         fused, add_kp, add_pt = self._replace(kf_id, np.asarray(pt_ids, np.int64), np.asarray(kp_idx, np.int64),
                                               decide=True)
         if len(add_pt):
-            keep = ~np.isin(add_pt, self.keyframes[kf_id].point_ids)  # one observation per point and keyframe
-            self.add_observations(np.full(int(keep.sum()), kf_id), add_kp[keep], add_pt[keep])
+            self.add_observations(np.full(len(add_pt), kf_id), add_kp, add_pt)
         return fused
 
     def _replace(self, kf_id: int, first: np.ndarray, second: np.ndarray, decide: bool):
@@ -548,9 +547,9 @@ def _replace_points(points, obs, kf_id, live, first, second, decide):
     """Replace points in order, as Map.replace_point one pair at a time. decide=False: first[i] is replaced by
     second[i]. decide=True (fusion into keyframe kf_id): first[i] is a point and second[i] the keypoint of kf_id it
     matched; if that keypoint has a live point the one with fewer observations goes, if it has none the pair is
-    returned to be added. Keyframe kf_id's associations (`live`) are written here, other keyframes' are returned as
-    (keyframe, keypoint, value), the last value per keypoint. Relies on the map invariant that a live row
-    (keyframe, keypoint, point) is mirrored in the keyframe."""
+    returned to be added (unless kf_id sees that point by the end). Keyframe kf_id's associations (`live`) are
+    written here, other keyframes' are returned as (keyframe, keypoint, value), the last value per keypoint. Relies
+    on the map invariant that a live row (keyframe, keypoint, point) is mirrored in the keyframe."""
     alive, n_obs, visible, found, replaced_by, first_obs, last_obs, ref_kf = points
     o_kf, o_kp, o_pt, o_alive, o_weight, nxt = obs
     fused = 0
@@ -639,6 +638,18 @@ def _replace_points(points, obs, kf_id, live, first, second, decide):
             alive[old] = False
             killed.append(old)
         replaced_by[old] = new
+    if decide and len(add_pt):  # one observation per point and keyframe: none for a point kf_id now sees
+        sees = np.zeros(alive.shape[0], np.bool_)
+        for pt in live:
+            if pt >= 0:
+                sees[pt] = True
+        kept_kp = List.empty_list(nb.int64)
+        kept_pt = List.empty_list(nb.int64)
+        for j in range(len(add_pt)):
+            if not sees[add_pt[j]]:
+                kept_kp.append(add_kp[j])
+                kept_pt.append(add_pt[j])
+        add_kp, add_pt = kept_kp, kept_pt
     # The last value written per (keyframe, keypoint) of the other keyframes.
     n = len(log_kf)
     keep = np.zeros(n, np.bool_)

@@ -330,7 +330,9 @@ class LocalMapper:
             if not self.map.keyframes[kf_id].alive:
                 return
             view = self._view(kf_id)
-            pt_ids = pt_ids[self.map.points.alive[pt_ids] & ~np.isin(pt_ids, view.point_ids)]
+            seen = np.zeros(self.map.points.size, bool)  # np.isin sorts both: a fifth of fusion's time
+            seen[view.point_ids[view.point_ids >= 0]] = True
+            pt_ids = pt_ids[self.map.points.alive[pt_ids] & ~seen[pt_ids]]
             p = self.map.points
             xyz, desc, normal = p.xyz[pt_ids].copy(), p.descriptor[pt_ids].copy(), p.normal[pt_ids].copy()
             dmin, dmax = p.min_dist[pt_ids].copy(), p.max_dist[pt_ids].copy()
