@@ -23,7 +23,7 @@ import numpy as np
 from slam.bundle_adjustment import adjust_whole_map
 from slam.camera import Camera
 from slam.config import Config
-from slam.map import Map, MapUpdate
+from slam.map import Map, MapUpdate, id_mask
 from slam.optimizer import optimize_pose, pose_covariance
 from slam.pose_graph import PoseGraphEdge, optimize_pose_graph, relative
 from slam.relocalization import match_descriptors
@@ -172,7 +172,7 @@ class LoopCloser:
             group = [loop_kf, *self._neighbours(loop_kf)]
             pts = np.concatenate([self.map.keyframes[k].point_ids for k in group if self.map.keyframes[k].alive])
             pts = np.unique(pts[pts >= 0])
-            pts = pts[self.map.points.alive[pts] & ~np.isin(pts, kf.point_ids)]
+            pts = pts[self.map.points.alive[pts] & ~id_mask(kf.point_ids, self.map.points.size)[pts]]
             X_loop = self.map.points.xyz[pts].copy()
             desc_loop = self.map.points.descriptor[pts].copy()
             seen = self._one_observation(pts)

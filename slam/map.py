@@ -420,6 +420,14 @@ class Map:
         return np.flatnonzero(self.points.alive[: self.points.size])
 
 
+def id_mask(ids: np.ndarray, size: int) -> np.ndarray:
+    """(size,) bool, True at the non-negative entries of ids: membership of point (or keyframe) ids by lookup,
+    where np.isin sorts both arrays (a fifth of fusion's time, 4% of tracking's, in sync teddy profiles)."""
+    mask = np.zeros(size, bool)
+    mask[ids[ids >= 0]] = True
+    return mask
+
+
 # ---- the observation index: each point's live rows as a linked list (compiled, the GIL released) ----------------
 # It was a dict of Python lists: gathering the rows of a keyframe's points held the GIL and was 28% of a sync
 # teddy RGB-D run (covisibility refresh after every keyframe, keyframe culling, BA gather).

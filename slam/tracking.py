@@ -20,7 +20,7 @@ from slam.frame import Frame
 from slam.geometry import se3_inverse
 from slam.initializer import TwoViewSettings, match_for_initialization, reconstruct_two_view
 from slam.local_map import LocalMap
-from slam.map import KeyFrame, Map
+from slam.map import KeyFrame, Map, id_mask
 from slam.matching import KeypointGrid, rotation_consistent, search_by_projection
 from slam.optimizer import local_bundle_adjustment, optimize_pose
 from slam.relocalization import match_descriptors, pnp_ransac
@@ -410,7 +410,8 @@ class Tracker:
         cos = np.einsum("ij,ij->i", ray, local.normals) / np.maximum(dist, 1e-12)
         visible = ((z > 0) & frame.camera.in_image(uv) & (dist >= 0.8 * local.min_dist)
                    & (dist <= 1.2 * local.max_dist) & (cos >= 0.5))
-        already = np.isin(local.point_ids, matched)
+        size = 1 + int(max(local.point_ids.max(initial=-1), matched.max(initial=-1)))
+        already = id_mask(matched, size)[local.point_ids]
         candidates = np.flatnonzero(visible & ~already)
         pred_octave = np.clip(np.ceil(np.log(local.max_dist[candidates] / np.maximum(dist[candidates], 1e-9))
                                       / self.log_scale), 0, len(self.scales) - 1).astype(np.int64)
