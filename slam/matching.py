@@ -249,12 +249,19 @@ def search_by_projection(uv: np.ndarray, radius: np.ndarray, pred_octave: np.nda
     return _unique_best(match, dist)
 
 
-def _unique_best(match: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep, for each keypoint claimed by several points, the point with the smallest distance."""
-    cand = np.flatnonzero(match >= 0)
-    order = cand[np.argsort(dist[cand], kind="stable")]
-    _, first = np.unique(match[order], return_index=True)
-    keep = np.sort(order[first])
+@nb.njit(cache=True, nogil=True)
+def _unique_best(match, dist):
+    """Keep, for each keypoint claimed by several points, the point with the smallest distance (the first of
+    equals). Returns (point index, keypoint index) pairs in point order. (Was a stable argsort and np.unique.)"""
+    n_kp = 0
+    for j in match:
+        n_kp = max(n_kp, j + 1)
+    owner = np.full(n_kp, -1, np.int64)
+    for i in range(match.shape[0]):
+        j = match[i]
+        if j >= 0 and (owner[j] < 0 or dist[i] < dist[owner[j]]):
+            owner[j] = i
+    keep = np.array([i for i in range(match.shape[0]) if match[i] >= 0 and owner[match[i]] == i], np.int64)
     return keep, match[keep]
 
 

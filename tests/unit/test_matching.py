@@ -143,6 +143,28 @@ def test_epipolar_matching_is_the_nearest_descriptor_within_the_band(seed):
     assert len(expected) > 100
 
 
+def test_projection_search_gives_a_keypoint_claimed_twice_to_the_nearer_then_the_first_point():
+    rng = np.random.default_rng(3)
+    kp_desc = _random_descriptors(rng, 2)
+    kp = np.array([[100.0, 100.0], [300.0, 200.0]])
+    far = kp_desc[0].copy()
+    far[:2] ^= 0xFF  # 16 bits from keypoint 0's descriptor
+    near = kp_desc[0].copy()
+    near[0] ^= 0x0F  # 4 bits
+    # points 0 and 2 tie on keypoint 0 (the first wins), point 1 is nearer in descriptor than both, point 3
+    # alone on keypoint 1
+    desc = np.stack([far, near, far, kp_desc[1]])
+    uv = np.array([[101.0, 100.0], [99.0, 101.0], [100.0, 99.0], [300.0, 201.0]])
+    grid = KeypointGrid.build(kp, 640, 480)
+    pt, kpi = search_by_projection(uv, np.full(4, 5.0), np.zeros(4, np.int64), desc, kp, np.zeros(2, np.int64),
+                                   kp_desc, grid, np.zeros(2, bool), ratio=1.0)
+    assert pt.tolist() == [1, 3] and kpi.tolist() == [0, 1]
+    desc[1] = far  # now all three tie: the first point keeps keypoint 0
+    pt, kpi = search_by_projection(uv, np.full(4, 5.0), np.zeros(4, np.int64), desc, kp, np.zeros(2, np.int64),
+                                   kp_desc, grid, np.zeros(2, bool), ratio=1.0)
+    assert pt.tolist() == [0, 3] and kpi.tolist() == [0, 1]
+
+
 def test_stereo_matching_recovers_a_known_disparity():
     left = _textured_image(6, (240, 400))
     shift = 12.4
