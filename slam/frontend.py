@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from slam.camera import Camera
 from slam.features.base import Extractor, Features, extract_batch, level_scales
 from slam.frame import Frame
 from slam.io.base import FrameData
-from slam.matching import match_stereo, thresholds
+from slam.matching import StereoPyramids, match_stereo, stereo_pyramids, thresholds
 
 
 class FrameBuilder:
@@ -19,14 +21,21 @@ class FrameBuilder:
         self.scales = level_scales(extractor.scale_factor, extractor.n_levels)
         self.inv_level_sigma2 = 1.0 / self.scales**2
         self.stereo_threshold = thresholds(extractor.descriptor_dtype).stereo
+        self._stereo_pool: ThreadPoolExecutor | None = None
 
     def build(self, data: FrameData, frame_id: int) -> Frame:
         gray = data.gray
+        pyramids = None
         if self.mode == "stereo" and data.right is not None:  # both images in one batch: extracted side by side
+            if self._stereo_pool is None:
+                self._stereo_pool = ThreadPoolExecutor(1, thread_name_prefix="slam-stereo")
+            # The refinement's pyramids are made meanwhile, in the extraction's idle moments (OpenCV releases the GIL)
+            pending = self._stereo_pool.submit(stereo_pyramids, gray, data.right, self.scales)
             features, right = extract_batch(self.extractor, [gray, data.right])
+            pyramids = pending.result()
         else:
             features, right = self.extractor.extract(gray), None
-        depth, u_right = self._depth(features, right, data, gray)
+        depth, u_right = self._depth(features, right, data, gray, pyramids)
         colors = _sample_colors(data.image, features.keypoints)
         frame = Frame(frame_id, data.timestamp, features, self.camera, depth, u_right,
                       self.inv_level_sigma2[features.octave])
@@ -40,13 +49,16 @@ class FrameBuilder:
         self.extractor.extract(rng.integers(0, 256, (120, 160), dtype=np.uint8))
 
     def close(self) -> None:
-        """Release the extractor's threads, where it has some."""
+        """Release the extractor's threads, where it has some, and the stereo pyramids' thread."""
         close = getattr(self.extractor, "close", None)
         if close is not None:
             close()
+        if self._stereo_pool is not None:
+            self._stereo_pool.shutdown()
+            self._stereo_pool = None
 
-    def _depth(self, features: Features, right: Features | None, data: FrameData,
-               gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _depth(self, features: Features, right: Features | None, data: FrameData, gray: np.ndarray,
+               pyramids: StereoPyramids | None) -> tuple[np.ndarray, np.ndarray]:
         n = len(features)
         kp = features.keypoints
         if self.mode == "rgbd" and data.depth is not None:
@@ -58,7 +70,7 @@ class FrameBuilder:
             return depth, u_right
         if right is not None:
             u_right = match_stereo(features, right, gray, data.right, self.scales, self.camera.fx,
-                                   self.stereo_threshold)
+                                   self.stereo_threshold, pyramids=pyramids)
             disparity = kp[:, 0] - u_right
             depth = np.where((u_right >= 0) & (disparity > 0), self.camera.bf / np.maximum(disparity, 1e-6), -1.0)
             return depth, np.where(depth > 0, u_right, -1.0)
