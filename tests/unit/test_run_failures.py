@@ -178,3 +178,26 @@ def test_features_without_a_vocabulary_say_loop_closing_is_off(synthetic_rgbd_se
     assert result.summary["loop_closing"].startswith(f"off: {warning}")
     orb = run_sequence(config(), synthetic_rgbd_seq, tmp_path / "orb", max_frames=3, progress=False)
     assert orb.summary["loop_closing"] == "on"
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_start_up_objects_are_out_of_the_collectors_sight_during_the_run_only(synthetic_rgbd_seq, tmp_path,
+                                                                              monkeypatch, fail):
+    """The objects loaded before the first frame are frozen (gc.freeze) while frames are tracked, so that a full
+    collection does not stop the process to walk them; the collector has them back after the run, failed or not."""
+    import gc
+
+    seen = []
+    track = Tracker.track
+
+    def tracked(self, frame):
+        seen.append(gc.get_freeze_count())
+        if fail and frame.id == 3:
+            raise RuntimeError("tracking broke")
+        return track(self, frame)
+
+    monkeypatch.setattr(Tracker, "track", tracked)
+    result = run_sequence(config(), synthetic_rgbd_seq, tmp_path / "gc", max_frames=5, progress=False)
+    assert result.exit_code == (1 if fail else 0)
+    assert len(seen) == (4 if fail else 5) and min(seen) > 10_000
+    assert gc.get_freeze_count() == 0
