@@ -16,7 +16,7 @@ import numpy as np
 from numba.typed import List
 
 from slam.geometry import se3_inverse
-from slam.matching import medoid_descriptors, thresholds
+from slam.matching import counting_sort, medoid_descriptors, thresholds
 
 RECYCLE_DELAY_KEYFRAMES = 4  # new keyframes before a dead point's id is handed out again (see Map._kill_points)
 SINGLE_SCALE_RANGE = 2.0  # distance factor either way over which a single-level feature is expected to match
@@ -434,13 +434,17 @@ def id_mask(ids: np.ndarray, size: int) -> np.ndarray:
 def _link(first, last, nxt, rows, pts):
     """Append each row to its point's list."""
     for i in range(rows.shape[0]):
-        row, pt = rows[i], pts[i]
-        nxt[row] = -1
-        if last[pt] < 0:
-            first[pt] = row
-        else:
-            nxt[last[pt]] = row
-        last[pt] = row
+        _append(first, last, nxt, rows[i], pts[i])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _append(first, last, nxt, row, pt):
+    nxt[row] = -1
+    if last[pt] < 0:
+        first[pt] = row
+    else:
+        nxt[last[pt]] = row
+    last[pt] = row
 
 
 @nb.njit(cache=True, nogil=True)
@@ -522,19 +526,8 @@ def _covisible(first, nxt, obs_kf, pts, n_kf, exclude, min_weight):
     top = 0
     for c in counts:
         top = max(top, c)
-    starts = np.zeros(top + 2, np.int64)
-    n = 0
-    for c in counts:
-        if c >= min_weight:
-            starts[top - c + 1] += 1
-            n += 1
-    for b in range(top + 1):
-        starts[b + 1] += starts[b]
-    ids = np.empty(n, np.int64)
-    for k in range(n_kf):
-        if counts[k] >= min_weight:
-            ids[starts[top - counts[k]]] = k
-            starts[top - counts[k]] += 1
+    ids = np.flatnonzero(counts >= min_weight)
+    ids = counting_sort(ids, top - counts[ids], top + 1)
     return ids, counts[ids]
 
 
@@ -653,12 +646,7 @@ def _replace_points(points, obs, kf_id, live, first, second, decide):
         row = first_obs[old]
         while row >= 0:
             following = nxt[row]
-            nxt[row] = -1
-            if last_obs[new] < 0:
-                first_obs[new] = row
-            else:
-                nxt[last_obs[new]] = row
-            last_obs[new] = row
+            _append(first_obs, last_obs, nxt, row, new)
             o_pt[row] = new
             n_obs[new] += o_weight[row]
             n_obs[old] -= o_weight[row]

@@ -251,6 +251,22 @@ def search_by_projection(uv: np.ndarray, radius: np.ndarray, pred_octave: np.nda
 
 
 @nb.njit(cache=True, nogil=True)
+def counting_sort(items, keys, n_keys):
+    """items ordered by keys (0 <= key < n_keys), stably: a counting sort, for small integer keys (ORB scores,
+    covisibility counts)."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for k in keys:
+        start[k + 1] += 1
+    for k in range(n_keys):
+        start[k + 1] += start[k]
+    out = np.empty(items.shape[0], np.int64)
+    for j in range(items.shape[0]):
+        out[start[keys[j]]] = items[j]
+        start[keys[j]] += 1
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
 def _unique_best(match, dist):
     """Keep, for each keypoint claimed by several points, the point with the smallest distance (the first of
     equals). Returns (point index, keypoint index) pairs in point order. (Was a stable argsort and np.unique.)"""
@@ -267,35 +283,18 @@ def _unique_best(match, dist):
 
 
 @nb.njit(cache=True, nogil=True)
-def _match_epipolar(words1, words2, kp1, kp2, oct2, free1, free2, F, sigma2, th_low, ratio):
+def _match_epipolar(words1, words2, kp1, kp2, oct2, free1, free2, F, sigma2, th_low, ratio,
+                    cell, cols, rows, start, items, u_min, v_min):
     """For each free keypoint of view 1, the free keypoint of view 2 nearest in descriptor within th_low and
-    within 3.84 sigma^2 of its epipolar line (ties to the first in index order). Only keypoints in the grid cells
-    along the line are looked at, in index order: all of view 2 was tried before, 2000 x 2000 on KITTI (new
-    points 62 ms per keyframe on KITTI 06)."""
+    within 3.84 sigma^2 of its epipolar line (ties to the first in index order). Only keypoints of view 2 in the
+    grid cells (KeypointGrid: start, items) along the line are looked at, in index order: all of view 2 was tried
+    before, 2000 x 2000 on KITTI (new points 62 ms per keyframe on KITTI 06). u_min, v_min: the smallest
+    coordinates of view 2's keypoints, at most 0 (the first cells hold those below 0)."""
     n1, n2 = words1.shape[0], words2.shape[0]
     match = np.full(n1, -1, np.int64)
     dist_out = np.full(n1, np.inf)
     if n2 == 0:
         return match, dist_out
-    cell = 32.0
-    cols, rows = 1, 1
-    u_min, v_min = 0.0, 0.0
-    for j in range(n2):
-        u_min, v_min = min(u_min, kp2[j, 0]), min(v_min, kp2[j, 1])
-        cols = max(cols, int(max(kp2[j, 0], 0.0) // cell) + 1)
-        rows = max(rows, int(max(kp2[j, 1], 0.0) // cell) + 1)
-    cell_of = np.empty(n2, np.int64)
-    start = np.zeros(cols * rows + 1, np.int64)
-    for j in range(n2):
-        cell_of[j] = int(max(kp2[j, 1], 0.0) // cell) * cols + int(max(kp2[j, 0], 0.0) // cell)
-        start[cell_of[j] + 1] += 1
-    for k in range(cols * rows):
-        start[k + 1] += start[k]
-    items = np.empty(n2, np.int64)
-    fill = start[:-1].copy()
-    for j in range(n2):  # index order within each cell
-        items[fill[cell_of[j]]] = j
-        fill[cell_of[j]] += 1
     widest = 0.0
     for s in sigma2:
         widest = max(widest, s)
@@ -357,12 +356,16 @@ def match_epipolar(desc1: np.ndarray, desc2: np.ndarray, kp1: np.ndarray, kp2: n
 
     Returns index pairs (i1, i2), one-to-one.
     """
+    kp2 = np.ascontiguousarray(kp2, np.float64)
+    far = kp2.max(axis=0, initial=0.0)
+    grid = KeypointGrid.build(kp2, int(far[0]) + 1, int(far[1]) + 1)
+    near = kp2.min(axis=0, initial=0.0)
     match, dist = _match_epipolar(
-        as_kernel(desc1), as_kernel(desc2), np.ascontiguousarray(kp1, np.float64),
-        np.ascontiguousarray(kp2, np.float64),
+        as_kernel(desc1), as_kernel(desc2), np.ascontiguousarray(kp1, np.float64), kp2,
         np.ascontiguousarray(octave2, np.int64), np.ascontiguousarray(free1, np.bool_),
         np.ascontiguousarray(free2, np.bool_), np.ascontiguousarray(F21, np.float64),
         np.ascontiguousarray(level_sigma2, np.float64), th_low, ratio,
+        grid.cell, grid.cols, grid.rows, grid.start, grid.items, float(near[0]), float(near[1]),
     )
     return _unique_best(match, dist)
 

@@ -194,8 +194,10 @@ def _pose_rounds(T_in, X_w, uv, u_right, inv_sigma2, thr, k, rounds, iterations,
         obs[i, 0], obs[i, 1] = uv[i, 0], uv[i, 1]
         obs[i, 2] = u_right[i] if stereo[i] else 0.0
     active = np.empty(n, np.bool_)
+    chi2 = np.empty(n)
+    depth = _chi2(T_in, X_w, obs, stereo, inv_sigma2, k, chi2)
     for i in range(n):  # in front of the camera at the input pose
-        active[i] = valid[i] and _camera_z(T_in, X_w, i) > 0
+        active[i] = valid[i] and depth[i] > 0
     T = T_in
     for rnd in range(rounds):
         m = 0
@@ -206,36 +208,33 @@ def _pose_rounds(T_in, X_w, uv, u_right, inv_sigma2, thr, k, rounds, iterations,
         idx = np.flatnonzero(active)
         delta2 = thr[idx] if rnd < rounds - 1 else np.full(m, np.inf)
         T = _levenberg_pose(T, X_w[idx], obs[idx], stereo[idx], inv_sigma2[idx], delta2, k, iterations)
-        _classify(T, X_w, uv, u_right, inv_sigma2, thr, valid, k, active)
+        _classify(T, X_w, obs, stereo, inv_sigma2, thr, valid, k, chi2, active)
     inliers = np.empty(n, np.bool_)
-    _classify(T, X_w, uv, u_right, inv_sigma2, thr, valid, k, inliers)
+    _classify(T, X_w, obs, stereo, inv_sigma2, thr, valid, k, chi2, inliers)
     if inliers.sum() < min_inliers or not np.all(np.isfinite(T)):
-        _classify(T_in, X_w, uv, u_right, inv_sigma2, thr, valid, k, inliers)
+        _classify(T_in, X_w, obs, stereo, inv_sigma2, thr, valid, k, chi2, inliers)
         T = T_in
     return T.copy(), inliers
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _camera_z(T, X_w, i):
-    return X_w[i, 0] * T[2, 0] + X_w[i, 1] * T[2, 1] + X_w[i, 2] * T[2, 2] + T[2, 3]
+@njit(cache=True, nogil=True)
+def _chi2(T, X_w, obs, stereo, info, k, out):
+    """Each observation's chi2 at pose T (as reprojection_chi2, from _project_residual) into out; the depths."""
+    r = np.empty(3)
+    depth = np.empty(X_w.shape[0])
+    R, t = T[:3, :3], T[:3, 3]
+    for i in range(X_w.shape[0]):
+        depth[i] = _project_residual(R, t, X_w[i], obs[i], stereo[i], k, r)[2]
+        out[i] = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * info[i]
+    return depth
 
 
 @njit(cache=True, nogil=True)
-def _classify(T, X_w, uv, u_right, inv_sigma2, thr, valid, k, out):
-    """out[i]: a valid observation whose chi2 (as reprojection_chi2) is within thr[i]."""
+def _classify(T, X_w, obs, stereo, info, thr, valid, k, chi2, out):
+    """out[i]: a valid observation in front of the camera whose chi2 is within thr[i] (chi2: scratch)."""
+    depth = _chi2(T, X_w, obs, stereo, info, k, chi2)
     for i in range(X_w.shape[0]):
-        z = _camera_z(T, X_w, i)
-        if not (valid[i] and z > 0):
-            out[i] = False
-            continue
-        x = X_w[i, 0] * T[0, 0] + X_w[i, 1] * T[0, 1] + X_w[i, 2] * T[0, 2] + T[0, 3]
-        y = X_w[i, 0] * T[1, 0] + X_w[i, 1] * T[1, 1] + X_w[i, 2] * T[1, 2] + T[1, 3]
-        iz = 1.0 / z
-        u = k[0] * x * iz + k[2]
-        v = k[1] * y * iz + k[3]
-        e2 = (u - uv[i, 0]) ** 2 + (v - uv[i, 1]) ** 2
-        er = u - k[4] * iz - u_right[i] if u_right[i] >= 0 else 0.0
-        out[i] = (e2 + er * er) * inv_sigma2[i] <= thr[i]
+        out[i] = valid[i] and depth[i] > 0 and chi2[i] <= thr[i]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import numba as nb
 import numpy as np
 
 from slam.features.base import Features, empty_features, to_gray
+from slam.matching import counting_sort
 
 _CELL_PX = 32  # grid cell size at the level's own resolution, as in ORB-SLAM's W=30 cells
 _EDGE = 19  # OpenCV ORB's edgeThreshold: corners this close to a level's border are dropped
@@ -273,9 +274,9 @@ def _choose_corners(pts, score, cell, cols, strong_threshold, quota):
             m += 1
     usable = usable[:m]
     # strongest first, equal scores in corner order
-    by_score = _counting_sort(usable, 255 - score[usable].astype(np.int64), 256)
+    by_score = counting_sort(usable, 255 - score[usable].astype(np.int64), 256)
     # then stably by cell: each corner's rank within its cell
-    by_cell = _counting_sort(by_score, cell_id[by_score], n_cells)
+    by_cell = counting_sort(by_score, cell_id[by_score], n_cells)
     rank = np.empty(n, np.int64)
     top = 0
     previous, r = -1, 0
@@ -285,23 +286,8 @@ def _choose_corners(pts, score, cell, cols, strong_threshold, quota):
         rank[i] = r
         top = max(top, r + 1)
     # by rank, strongest first within a rank
-    chosen = _counting_sort(by_score, rank[by_score], top)
+    chosen = counting_sort(by_score, rank[by_score], top)
     return chosen[:min(quota, m)].copy()
-
-
-@nb.njit(cache=True, nogil=True)
-def _counting_sort(items, keys, n_keys):
-    """items ordered by keys (0 <= key < n_keys), stably."""
-    start = np.zeros(n_keys + 1, np.int64)
-    for k in keys:
-        start[k + 1] += 1
-    for k in range(n_keys):
-        start[k + 1] += start[k]
-    out = np.empty(items.shape[0], np.int64)
-    for j in range(items.shape[0]):
-        out[start[keys[j]]] = items[j]
-        start[keys[j]] += 1
-    return out
 
 
 def _patch_half_widths(half: int) -> np.ndarray:
