@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from slam.bundle_adjustment import adjust_window
 from slam.camera import Camera
 from slam.config import Config
-from slam.geometry import CHI2_MONO, CHI2_STEREO, se3_inverse, triangulate_linear
+from slam.geometry import CHI2_MONO, CHI2_STEREO, se3_inverse
 from slam.map import Map, id_mask
 from slam.matching import KeypointGrid, match_epipolar, search_by_projection
 
@@ -252,53 +253,14 @@ class LocalMapper:
         return float(np.median(z))
 
     def _triangulate_checked(self, a: _KeyframeView, b: _KeyframeView, i1: np.ndarray, i2: np.ndarray):
+        """Points for matched keypoints of two keyframes, as ORB-SLAM's CreateNewMapPoints: by triangulation
+        where the rays' parallax beats the stereo / depth parallax, else from the keyframe with the better
+        depth; kept when in front of both cameras, reprojecting within the chi-square bound of the keypoint's
+        scale in both, and at distances consistent with the two scales. Returns (xyz, ok)."""
         cam = self.camera
-        xn1 = _normalized(cam, a.keypoints[i1])
-        xn2 = _normalized(cam, b.keypoints[i2])
-        R1w, R2w = a.T_cw[:3, :3].T, b.T_cw[:3, :3].T
-        ray1 = _hom(xn1) @ R1w.T
-        ray2 = _hom(xn2) @ R2w.T
-        cos_rays = np.einsum("ij,ij->i", ray1, ray2) / (np.linalg.norm(ray1, axis=1) * np.linalg.norm(ray2, axis=1))
-        d1, d2 = a.depth[i1], b.depth[i2]
-        stereo1, stereo2 = d1 > 0, d2 > 0
-        cos_st1 = np.where(stereo1, np.cos(2 * np.arctan2(cam.baseline / 2, np.where(stereo1, d1, 1.0))), 2.0)
-        cos_st2 = np.where(stereo2, np.cos(2 * np.arctan2(cam.baseline / 2, np.where(stereo2, d2, 1.0))), 2.0)
-        cos_st = np.minimum(cos_st1, cos_st2)
-        use_tri = (cos_rays < cos_st) & (cos_rays > 0) & (stereo1 | stereo2 | (cos_rays < 0.9998))
-        use_1 = ~use_tri & stereo1 & (cos_st1 < cos_st2)
-        use_2 = ~use_tri & ~use_1 & stereo2 & (cos_st2 < cos_st1)
-        xyz = np.zeros((len(i1), 3))
-        if np.any(use_tri):
-            xyz[use_tri] = triangulate_linear(a.T_cw, b.T_cw, xn1[use_tri], xn2[use_tri])
-        if np.any(use_1):
-            xyz[use_1] = _to_world(a.T_cw, cam.unproject(a.keypoints[i1[use_1]].astype(float), d1[use_1]))
-        if np.any(use_2):
-            xyz[use_2] = _to_world(b.T_cw, cam.unproject(b.keypoints[i2[use_2]].astype(float), d2[use_2]))
-        ok = use_tri | use_1 | use_2
-        ok &= np.all(np.isfinite(xyz), axis=1)
-        ok &= self._reprojects(a, i1, xyz) & self._reprojects(b, i2, xyz)
-        dist1 = np.linalg.norm(xyz - a.center, axis=1)
-        dist2 = np.linalg.norm(xyz - b.center, axis=1)
-        ok &= (dist1 > 0) & (dist2 > 0)
-        ratio_dist = dist2 / np.maximum(dist1, 1e-12)
-        ratio_octave = self.scales[a.octave[i1]] / self.scales[b.octave[i2]]
         factor = 1.5 * self.scales[1] if len(self.scales) > 1 else 1.8
-        ok &= ~((ratio_dist * factor < ratio_octave) | (ratio_dist > ratio_octave * factor))
-        return xyz, ok
-
-    def _reprojects(self, v: _KeyframeView, idx: np.ndarray, xyz: np.ndarray) -> np.ndarray:
-        """Positive depth and a reprojection error within the chi-square bound of the keypoint's scale."""
-        cam = self.camera
-        uv, z = cam.project_world(v.T_cw, xyz)
-        u, w = uv[:, 0], uv[:, 1]
-        safe = np.where(z > 1e-9, z, 1.0)
-        sigma2 = self.level_sigma2[v.octave[idx]]
-        err2 = (u - v.keypoints[idx, 0]) ** 2 + (w - v.keypoints[idx, 1]) ** 2
-        ur = v.u_right[idx]
-        stereo = ur >= 0
-        err2_st = err2 + (u - cam.bf / safe - ur) ** 2
-        chi2 = np.where(stereo, err2_st, err2) / sigma2
-        return (z > 0) & (chi2 < np.where(stereo, CHI2_STEREO, CHI2_MONO))
+        return _checked_points(a.T_cw, b.T_cw, _kernel_view(a), _kernel_view(b), i1, i2, _intrinsics(cam),
+                               cam.baseline, self.level_sigma2, self.scales, factor)
 
     # ---- fusion of duplicates -------------------------------------------------------------------------
     def _fuse_with_neighbours(self, kf_id: int) -> None:
@@ -337,22 +299,18 @@ class LocalMapper:
         if len(pt_ids) == 0:
             return
         cam = self.camera
-        uv, z = cam.project_world(view.T_cw, xyz)
-        ray = xyz - view.center
-        dist = np.linalg.norm(ray, axis=1)
-        cos = np.einsum("ij,ij->i", ray, normal) / np.maximum(dist, 1e-12)
-        ok = (z > 0) & cam.in_image(uv) & (dist >= 0.8 * dmin) & (dist <= 1.2 * dmax) & (cos >= 0.5)
-        sel = np.flatnonzero(ok)
+        k = _intrinsics(cam)
+        sel, uv, pred = _fusion_candidates(view.T_cw, xyz, normal, dmin, dmax, k, cam.width, cam.height,
+                                           self.log_scale, len(self.scales))
         if len(sel) == 0:
             return
-        pred = np.clip(np.ceil(np.log(dmax[sel] / np.maximum(dist[sel], 1e-9)) / self.log_scale),
-                       0, len(self.scales) - 1).astype(np.int64)
         grid = KeypointGrid.build(view.keypoints, cam.width, cam.height)
-        pt, kp = search_by_projection(uv[sel], 3.0 * self.scales[pred], pred, desc[sel], view.keypoints,
+        pt, kp = search_by_projection(uv, 3.0 * self.scales[pred], pred, desc[sel], view.keypoints,
                                       view.octave, view.descriptors, grid, np.zeros(len(view.keypoints), bool),
                                       self.th_low, ratio=1.0, octave_tol=1)
         src = sel[pt]
-        err_ok = self._reprojects(view, kp, xyz[src])
+        err_ok = _reprojections_ok(view.T_cw, xyz[src], view.keypoints[kp].astype(np.float64),
+                                   view.u_right[kp].astype(np.float64), self.level_sigma2[view.octave[kp]], k)
         src, kp = src[err_ok], kp[err_ok]
         with self.map.lock:
             fused = self.map.fuse_matches(kf_id, pt_ids[src], kp)
@@ -407,17 +365,148 @@ class LocalMapper:
         return int(np.count_nonzero(counts >= 3)) > self.cfg.cull_redundant_ratio * len(pts)
 
 
-def _normalized(cam: Camera, uv: np.ndarray) -> np.ndarray:
-    return np.stack([(uv[:, 0] - cam.cx) / cam.fx, (uv[:, 1] - cam.cy) / cam.fy], axis=1)
+def _intrinsics(cam: Camera) -> np.ndarray:
+    return np.array([cam.fx, cam.fy, cam.cx, cam.cy, cam.bf])
 
 
-def _hom(x: np.ndarray) -> np.ndarray:
-    return np.concatenate([x, np.ones((len(x), 1))], axis=1)
+def _kernel_view(v: _KeyframeView) -> tuple:
+    """A keyframe's keypoints as the kernels below take them: (uv, octave, u_right, depth)."""
+    return (np.ascontiguousarray(v.keypoints, np.float64), np.ascontiguousarray(v.octave, np.int64),
+            np.ascontiguousarray(v.u_right, np.float64), np.ascontiguousarray(v.depth, np.float64))
 
 
-def _to_world(T_cw: np.ndarray, Xc: np.ndarray) -> np.ndarray:
-    T_wc = se3_inverse(T_cw)
-    return Xc @ T_wc[:3, :3].T + T_wc[:3, 3]
+# Triangulation's checks, one compiled call per keyframe pair (they were ~40 numpy calls on a few hundred
+# matches each, with the GIL held: 41% of the mapping thread's GIL samples on the 1000-frame synthetic RGB-D run,
+# py-spy), and the reprojection test fusion shares with it.
+@njit(cache=True, nogil=True)
+def _reprojection_ok(R, t, X, u_obs, v_obs, u_right, sigma2, k) -> bool:
+    """Positive depth and a reprojection error within the chi-square bound of the keypoint's scale (u_right < 0:
+    a monocular observation)."""
+    z = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+    if not z > 0.0:
+        return False
+    safe = z if z > 1e-9 else 1.0
+    u = k[0] * (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) / safe + k[2]
+    v = k[1] * (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) / safe + k[3]
+    err2 = (u - u_obs) ** 2 + (v - v_obs) ** 2
+    if u_right >= 0.0:
+        return (err2 + (u - k[4] / safe - u_right) ** 2) / sigma2 < CHI2_STEREO
+    return err2 / sigma2 < CHI2_MONO
+
+
+@njit(cache=True, nogil=True)
+def _reprojections_ok(T, xyz, uv, u_right, sigma2, k):
+    R, t = T[:3, :3], T[:3, 3]
+    ok = np.empty(xyz.shape[0], np.bool_)
+    for i in range(xyz.shape[0]):
+        ok[i] = _reprojection_ok(R, t, xyz[i], uv[i, 0], uv[i, 1], u_right[i], sigma2[i], k)
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def _fusion_candidates(T, xyz, normal, dmin, dmax, k, width, height, log_scale, n_levels):
+    """Points that a keyframe could see (ORB-SLAM's Fuse checks: in front, inside the image, within the
+    point's scale-invariance distances, viewing angle under 60 degrees): their indices, pixels and the octave
+    their distance predicts."""
+    R, t = T[:3, :3], T[:3, 3]
+    c = np.empty(3)
+    for j in range(3):
+        c[j] = -(R[0, j] * t[0] + R[1, j] * t[1] + R[2, j] * t[2])
+    n = xyz.shape[0]
+    sel = np.empty(n, np.int64)
+    uv = np.empty((n, 2))
+    pred = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        X = xyz[i]
+        z = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+        if not z > 0.0:
+            continue
+        safe = z if z > 1e-9 else 1.0
+        u = k[0] * (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) / safe + k[2]
+        v = k[1] * (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) / safe + k[3]
+        if not (u >= 0.0 and u < width and v >= 0.0 and v < height):
+            continue
+        rx, ry, rz = X[0] - c[0], X[1] - c[1], X[2] - c[2]
+        dist = np.sqrt(rx * rx + ry * ry + rz * rz)
+        cos = (rx * normal[i, 0] + ry * normal[i, 1] + rz * normal[i, 2]) / max(dist, 1e-12)
+        if not (dist >= 0.8 * dmin[i] and dist <= 1.2 * dmax[i] and cos >= 0.5):
+            continue
+        level = np.ceil(np.log(dmax[i] / max(dist, 1e-9)) / log_scale)
+        sel[m] = i
+        uv[m, 0] = u
+        uv[m, 1] = v
+        pred[m] = int(min(max(level, 0.0), n_levels - 1.0))
+        m += 1
+    return sel[:m], uv[:m], pred[:m]
+
+
+@njit(cache=True, nogil=True)
+def _checked_points(T1, T2, view1, view2, i1, i2, k, baseline, level_sigma2, scales, factor):
+    kp1, oct1, ur1, d1 = view1
+    kp2, oct2, ur2, d2 = view2
+    fx, fy, cx, cy = k[0], k[1], k[2], k[3]
+    R1, t1, R2, t2 = T1[:3, :3], T1[:3, 3], T2[:3, :3], T2[:3, 3]
+    c1, c2 = np.empty(3), np.empty(3)  # camera centres -R^T t
+    for j in range(3):
+        c1[j] = -(R1[0, j] * t1[0] + R1[1, j] * t1[1] + R1[2, j] * t1[2])
+        c2[j] = -(R2[0, j] * t2[0] + R2[1, j] * t2[1] + R2[2, j] * t2[2])
+    n = i1.shape[0]
+    xyz = np.zeros((n, 3))
+    ok = np.zeros(n, np.bool_)
+    A = np.empty((4, 4))
+    X = np.empty(3)
+    for m in range(n):
+        a, b = i1[m], i2[m]
+        x1, y1 = (kp1[a, 0] - cx) / fx, (kp1[a, 1] - cy) / fy
+        x2, y2 = (kp2[b, 0] - cx) / fx, (kp2[b, 1] - cy) / fy
+        dot = nr1 = nr2 = 0.0
+        for j in range(3):  # the rays in the world frame: R^T (x, y, 1)
+            r1 = R1[0, j] * x1 + R1[1, j] * y1 + R1[2, j]
+            r2 = R2[0, j] * x2 + R2[1, j] * y2 + R2[2, j]
+            dot += r1 * r2
+            nr1 += r1 * r1
+            nr2 += r2 * r2
+        cos_rays = dot / (np.sqrt(nr1) * np.sqrt(nr2))
+        stereo1, stereo2 = d1[a] > 0.0, d2[b] > 0.0
+        cos_st1 = np.cos(2.0 * np.arctan2(baseline / 2.0, d1[a])) if stereo1 else 2.0
+        cos_st2 = np.cos(2.0 * np.arctan2(baseline / 2.0, d2[b])) if stereo2 else 2.0
+        if cos_rays < min(cos_st1, cos_st2) and cos_rays > 0.0 and (stereo1 or stereo2 or cos_rays < 0.9998):
+            for j in range(4):  # linear (DLT) triangulation: the null vector of A
+                A[0, j] = x1 * T1[2, j] - T1[0, j]
+                A[1, j] = y1 * T1[2, j] - T1[1, j]
+                A[2, j] = x2 * T2[2, j] - T2[0, j]
+                A[3, j] = y2 * T2[2, j] - T2[1, j]
+            h = np.linalg.svd(A)[2][3]
+            if abs(h[3]) < 1e-12:
+                continue  # parallel rays: at infinity
+            for j in range(3):
+                X[j] = h[j] / h[3]
+        elif (stereo1 and cos_st1 < cos_st2) or (stereo2 and cos_st2 < cos_st1):
+            first = stereo1 and cos_st1 < cos_st2
+            R, c = (R1, c1) if first else (R2, c2)
+            kp, i, d = (kp1, a, d1[a]) if first else (kp2, b, d2[b])
+            xc, yc = (kp[i, 0] - cx) / fx * d, (kp[i, 1] - cy) / fy * d
+            for j in range(3):  # the keyframe's depth, to the world frame
+                X[j] = R[0, j] * xc + R[1, j] * yc + R[2, j] * d + c[j]
+        else:
+            continue
+        if not (np.isfinite(X[0]) and np.isfinite(X[1]) and np.isfinite(X[2])):
+            continue
+        if not (_reprojection_ok(R1, t1, X, kp1[a, 0], kp1[a, 1], ur1[a], level_sigma2[oct1[a]], k)
+                and _reprojection_ok(R2, t2, X, kp2[b, 0], kp2[b, 1], ur2[b], level_sigma2[oct2[b]], k)):
+            continue
+        dist1 = np.sqrt((X[0] - c1[0]) ** 2 + (X[1] - c1[1]) ** 2 + (X[2] - c1[2]) ** 2)
+        dist2 = np.sqrt((X[0] - c2[0]) ** 2 + (X[1] - c2[1]) ** 2 + (X[2] - c2[2]) ** 2)
+        if not (dist1 > 0.0 and dist2 > 0.0):
+            continue
+        ratio_dist = dist2 / max(dist1, 1e-12)
+        ratio_octave = scales[oct1[a]] / scales[oct2[b]]
+        if ratio_dist * factor < ratio_octave or ratio_dist > ratio_octave * factor:
+            continue  # the distances disagree with the two keypoints' scales
+        xyz[m] = X
+        ok[m] = True
+    return xyz, ok
 
 
 def _fundamental(T1_cw: np.ndarray, T2_cw: np.ndarray, K: np.ndarray) -> np.ndarray:
