@@ -175,16 +175,21 @@ class LoopCloser:
             pts = pts[self.map.points.alive[pts] & ~id_mask(kf.point_ids, self.map.points.size)[pts]]
             X_loop = self.map.points.xyz[pts].copy()
             desc_loop = self.map.points.descriptor[pts].copy()
-            seen = self._one_observation(pts)
             descriptors, keypoints, inv_sigma2 = kf.descriptors, kf.keypoints, kf.inv_sigma2
             th = self.map.match_thresholds.low
         qi, ti = match_descriptors(descriptors[kp], desc_loop, th)
         if len(qi) < self.cfg.min_matches // 2:
+            return None  # most candidates end here (the 1000-frame synthetic orbit: 2 matches at the median)
+        with self.map.lock:
+            # Where the loop's keyframes saw the matched points (the lock released in between: points mapping
+            # culled meanwhile are left out).
+            alive = self.map.points.alive[pts[ti]]
+            qi, ti = qi[alive], ti[alive]
+            obs_pose, obs_uv, obs_sigma2 = self._one_observation(pts[ti])
+        if len(qi) < self.cfg.min_matches // 2:
             return None
         uv = keypoints[kp[qi]].astype(np.float64)
         sigma2 = 1.0 / inv_sigma2[kp[qi]]
-
-        obs_pose, obs_uv, obs_sigma2 = (a[ti] for a in seen)
 
         def whitened_errors(S: np.ndarray):
             # Both ways, as ORB-SLAM's Sim3Solver: the loop's points brought into the drifted world reproject

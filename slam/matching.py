@@ -267,6 +267,48 @@ def counting_sort(items, keys, n_keys):
 
 
 @nb.njit(cache=True, nogil=True)
+def _nearest(q_words, t_words, max_distance, ratio):
+    """For each query row its nearest train row (the first of equals), kept when under max_distance and
+    ratio x the second nearest distance; -1 otherwise. Returns (train index, distance) per query."""
+    n = q_words.shape[0]
+    match = np.full(n, -1, np.int64)
+    dist = np.full(n, np.inf)
+    for i in range(n):
+        d1, d2, j1 = np.inf, np.inf, -1
+        for j in range(t_words.shape[0]):
+            d = _distance(q_words[i], t_words[j])
+            if d < d1:
+                d1, d2, j1 = d, d1, j
+            elif d < d2:
+                d2 = d
+        if d1 < ratio * d2 and d1 <= max_distance:
+            match[i] = j1
+            dist[i] = d1
+    return match, dist
+
+
+@nb.njit(cache=True, nogil=True)
+def _best_query_per_train(match, dist, n_train):
+    """(query, train) pairs keeping, for each train row, its closest query (the first of equals), in train
+    order."""
+    owner = np.full(n_train, -1, np.int64)
+    for i in range(match.shape[0]):
+        j = match[i]
+        if j >= 0 and (owner[j] < 0 or dist[i] < dist[owner[j]]):
+            owner[j] = i
+    t = np.flatnonzero(owner >= 0)
+    return owner[t], t
+
+
+def nearest_matches(query: np.ndarray, train: np.ndarray, max_distance: float,
+                    ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force nearest neighbours with Lowe's ratio test and a distance bound, one query per train row:
+    (query indices, train indices) in train order."""
+    match, dist = _nearest(as_kernel(query), as_kernel(train), float(max_distance), float(ratio))
+    return _best_query_per_train(match, dist, len(train))
+
+
+@nb.njit(cache=True, nogil=True)
 def _unique_best(match, dist):
     """Keep, for each keypoint claimed by several points, the point with the smallest distance (the first of
     equals). Returns (point index, keypoint index) pairs in point order. (Was a stable argsort and np.unique.)"""

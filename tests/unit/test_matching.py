@@ -12,6 +12,7 @@ from slam.matching import (
     match_epipolar,
     match_stereo,
     medoid_descriptors,
+    nearest_matches,
     search_by_projection,
 )
 
@@ -204,3 +205,40 @@ def test_binary_medoid_matches_a_brute_force_reference_with_ties():
         D = np.abs(bits[s:e, None] - bits[None, s:e]).sum(axis=2)
         medians = np.sort(D, axis=1)[:, (e - s - 1) // 2]
         assert g == s + int(np.argmin(medians))
+
+
+def _knn_reference(query, train, max_distance, ratio):
+    """OpenCV's brute-force kNN (k=2) read in Python: Lowe's ratio and the bound, then for each train row the
+    closest query (the first of equals), in train order."""
+    norm = cv2.NORM_HAMMING if query.dtype == np.uint8 else cv2.NORM_L2
+    pairs = [(m[0].queryIdx, m[0].trainIdx, m[0].distance) for m in cv2.BFMatcher(norm).knnMatch(query, train, k=2)
+             if len(m) == 2 and m[0].distance < ratio * m[1].distance and m[0].distance <= max_distance]
+    best = {}
+    for q, t, d in pairs:
+        if t not in best or d < best[t][1]:
+            best[t] = (q, d)
+    t = np.array(sorted(best), np.int64)
+    return np.array([best[k][0] for k in t.tolist()], np.int64), t
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_matches_agree_with_opencv_knn(seed):
+    rng = np.random.default_rng(seed)
+    # Few set bits: many equal distances, so ties in the nearest, the second nearest and between queries.
+    train = np.packbits(rng.random((300, 256)) < 0.04, axis=1)
+    query = np.concatenate([train[rng.integers(0, 300, 150)], np.packbits(rng.random((150, 256)) < 0.04, axis=1)])
+    query[:150] ^= np.packbits(rng.random((150, 256)) < 0.01, axis=1)  # near copies of train rows
+    for max_distance, ratio in [(50, 0.75), (8, 0.9), (100, 1.0)]:
+        got = nearest_matches(query, train, max_distance, ratio)
+        want = _knn_reference(query, train, max_distance, ratio)
+        assert len(want[0]) > 20
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    # Float descriptors (learned features): L2, no ties in random data.
+    train_f = rng.normal(size=(200, 64)).astype(np.float32)
+    query_f = train_f[rng.integers(0, 200, 120)] + rng.normal(0, 0.3, (120, 64)).astype(np.float32)
+    got = nearest_matches(query_f, train_f, 10.0, 0.8)
+    want = _knn_reference(query_f, train_f, 10.0, 0.8)
+    assert len(want[0]) > 50
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
