@@ -9,6 +9,7 @@ this module imports, for its sparse solver. See slam.geometry for the convention
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import threading
@@ -322,15 +323,26 @@ def _graph_lines(points: np.ndarray, point_ids: np.ndarray, o: _Observations, ed
                 yield f"{_MONO_TAG} {pt} {kf} {u!r} {v!r} {mono_info[s]}"
 
 
+_LOAD_CHUNK = 1000  # lines per g2o load() call
+
+
 def _load_lines(optimizer: g2o.SparseOptimizer, lines: Iterable[str]) -> None:
     """Adds g2o text to the graph. Loading in C++ sidesteps g2opy's add_edge, whose cost grows with
-    the graph (nanobind keep-alive list: ~30 us an edge at 12k edges, quadratic overall)."""
+    the graph (nanobind keep-alive list: ~30 us an edge at 12k edges, quadratic overall).
+
+    load() holds the GIL throughout, so the text goes in chunks of _LOAD_CHUNK lines (each call adds to the
+    graph): loaded at once, the 60k edges of the synthetic orbit's loop-closing BA stopped every other Python
+    thread, tracking included, for 333 ms; in chunks the longest stop is a few milliseconds.
+    """
     fd, path = tempfile.mkstemp(suffix=".g2o")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.writelines(lines)
-        if not optimizer.load(path):
-            raise RuntimeError("g2o could not load the bundle-adjustment graph")
+        lines = iter(lines)
+        while chunk := list(itertools.islice(lines, _LOAD_CHUNK)):
+            with open(path, "w") as f:
+                f.writelines(chunk)
+            if not optimizer.load(path):
+                raise RuntimeError("g2o could not load the bundle-adjustment graph")
     finally:
         os.unlink(path)
 
