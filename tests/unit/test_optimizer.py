@@ -185,22 +185,42 @@ def test_local_ba_converges_to_ground_truth_and_flags_outliers(seed):
         np.testing.assert_array_equal(before, after)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_compiled_bundle_adjustment_takes_g2o_steps(seed):
+@pytest.mark.parametrize("seed, n_kf", [(0, 8), (1, 8), (2, 30)])
+def test_compiled_bundle_adjustment_takes_g2o_steps(seed, n_kf):
     """The compiled solver is g2o's Levenberg on the same problem: the same estimates, outliers and iterations
-    (mono and stereo edges, Huber then plain, fixed keyframes, outliers left out for the second phase)."""
+    (mono and stereo edges, Huber then plain, fixed keyframes, outliers left out for the second phase). 28 free
+    keyframes: the reduced system (168 unknowns) is factorised by LAPACK, as a whole map's is."""
     rng = np.random.default_rng(seed)
-    poses, points, kf, pt, uv, u_right, _, _ = ba_scene(rng)
+    poses, points, kf, pt, uv, u_right, _, _ = ba_scene(rng, n_kf=n_kf)
     inv_sigma2 = 1.0 / 1.2 ** (2 * rng.integers(0, 4, len(kf)))  # observations at several pyramid levels
     fixed = np.arange(len(poses)) < 2
     start, start_points = noisy_start(rng, poses, points, fixed)
     args = (start, fixed, start_points, kf, pt, uv, u_right, inv_sigma2, CAM)
     ours = local_bundle_adjustment(*args, backend="compiled")
     g2o = local_bundle_adjustment(*args, backend="g2o")
-    assert ours.iterations_run == g2o.iterations_run == 15
+    assert ours.iterations_run == g2o.iterations_run >= 14  # 15 asked; both may stop at convergence
     np.testing.assert_array_equal(ours.outlier, g2o.outlier)
     np.testing.assert_allclose(ours.poses_cw, g2o.poses_cw, atol=1e-7)
     np.testing.assert_allclose(ours.points_w, g2o.points_w, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [60, 300])
+def test_cholesky_solve_reads_the_lower_triangle_and_refuses_an_indefinite_matrix(n):
+    """Both factorisations (loops for a local window, LAPACK from ba_solver._LAPACK_MIN_N unknowns) solve from
+    the lower triangle alone, and answer False for a matrix that is not positive definite."""
+    from slam import ba_solver
+
+    rng = np.random.default_rng(n)
+    M = rng.normal(size=(n, n))
+    A = M @ M.T + n * np.eye(n)
+    b = rng.normal(size=n)
+    ok, x = ba_solver.cholesky_solve(np.tril(A), b)
+    assert ok
+    np.testing.assert_allclose(A @ x, b, atol=1e-9)
+    indefinite = A.copy()
+    indefinite[n // 2, n // 2] = -1.0
+    assert not ba_solver.cholesky_solve(indefinite, b)[0]
+    assert (n >= ba_solver._LAPACK_MIN_N) == (n == 300)
 
 
 def test_compiled_bundle_adjustment_releases_the_gil():
