@@ -158,3 +158,17 @@ def test_orbslam3_keeps_tracking_teddy_monocular(orbslam3_python, tmp_path, monk
     assert m["tracked_frames"] >= 60 - m["initialized_frame"] - 3 and m["poses"] >= m["tracked_frames"] - 3
     assert m["ate_align"] == "sim3" and m["ate_rmse_m"] < 0.03
     scored_like_ours(record, tum_teddy, "tum_fr3_mono.yaml")
+
+
+@pytest.mark.integration
+def test_orbslam3_tracks_a_colour_left_grey_right_stereo_pair(orbslam3_python, tmp_path, monkeypatch,
+                                                              synthetic_stereo_seq):
+    """The synthetic stereo renders a colour left and a grey right image; ORB-SLAM3 converts both or neither, so
+    the peer hands it both grey (it failed on every frame before)."""
+    monkeypatch.setenv("SLAM_ORBSLAM3_PYTHON", str(orbslam3_python))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    record = run_job(peer_job(tmp_path, "syn_stereo", synthetic_stereo_seq, "synthetic_stereo.yaml", "stereo", 20))
+    assert record.status == "ok", record.error
+    m = record.metrics
+    assert m["frames"] == 20 and m["tracked_frames"] >= 18
+    assert math.isfinite(m["ate_rmse_m"]) and m["ate_rmse_m"] < 0.05

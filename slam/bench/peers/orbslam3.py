@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from slam.bench.peers import PeerUnavailable
@@ -243,7 +244,13 @@ class OrbSlam3:
         elif self.mode == "stereo":
             if frame.right is None:
                 raise SlamInputError("ORB-SLAM3 peer: a stereo frame without its right image", frame.path)
-            arrays = [frame.image, frame.right]
+            left, right = frame.image, frame.right
+            if left.ndim != right.ndim:  # a colour left beside a grey right (the synthetic stereo renders):
+                # ORB-SLAM3 converts both images or neither (Camera.RGB 0: BGR), so the left goes grey here as
+                # its own conversion would make it
+                left = cv2.cvtColor(left, cv2.COLOR_BGR2GRAY) if left.ndim == 3 else left
+                right = cv2.cvtColor(right, cv2.COLOR_BGR2GRAY) if right.ndim == 3 else right
+            arrays = [left, right]
         else:
             arrays = [frame.image]
         reply = self._request({"cmd": "track", "t": float(frame.timestamp)}, arrays)
