@@ -125,12 +125,10 @@ def cholesky_solve(A, b):
     n = A.shape[0]
     if n >= _LAPACK_MIN_N:
         ok, L = _lapack_cholesky(A)
-        if not ok:
-            return False, b
     else:
         ok, L = _cholesky_loops(A)
-        if not ok:
-            return False, b
+    if not ok:
+        return False, b
     y = np.empty(n)
     for i in range(n):
         s = b[i]

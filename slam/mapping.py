@@ -378,16 +378,32 @@ def _kernel_view(v: _KeyframeView) -> tuple:
 # Triangulation's checks, one compiled call per keyframe pair (they were ~40 numpy calls on a few hundred
 # matches each, with the GIL held: 41% of the mapping thread's GIL samples on the 1000-frame synthetic RGB-D run,
 # py-spy), and the reprojection test fusion shares with it.
+@njit(cache=True, nogil=True, inline="always")
+def _centre(R, t):
+    """The camera centre -R^T t of a pose (R, t)."""
+    c = np.empty(3)
+    for j in range(3):
+        c[j] = -(R[0, j] * t[0] + R[1, j] * t[1] + R[2, j] * t[2])
+    return c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pixel(R, t, X, k):
+    """World point X seen from (R, t) as Camera.project_world does: (u, v, depth z, the z divided by)."""
+    z = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+    safe = z if z > 1e-9 else 1.0
+    u = k[0] * (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) / safe + k[2]
+    v = k[1] * (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) / safe + k[3]
+    return u, v, z, safe
+
+
 @njit(cache=True, nogil=True)
 def _reprojection_ok(R, t, X, u_obs, v_obs, u_right, sigma2, k) -> bool:
     """Positive depth and a reprojection error within the chi-square bound of the keypoint's scale (u_right < 0:
     a monocular observation)."""
-    z = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+    u, v, z, safe = _pixel(R, t, X, k)
     if not z > 0.0:
         return False
-    safe = z if z > 1e-9 else 1.0
-    u = k[0] * (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) / safe + k[2]
-    v = k[1] * (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) / safe + k[3]
     err2 = (u - u_obs) ** 2 + (v - v_obs) ** 2
     if u_right >= 0.0:
         return (err2 + (u - k[4] / safe - u_right) ** 2) / sigma2 < CHI2_STEREO
@@ -409,9 +425,7 @@ def _fusion_candidates(T, xyz, normal, dmin, dmax, k, width, height, log_scale, 
     point's scale-invariance distances, viewing angle under 60 degrees): their indices, pixels and the octave
     their distance predicts."""
     R, t = T[:3, :3], T[:3, 3]
-    c = np.empty(3)
-    for j in range(3):
-        c[j] = -(R[0, j] * t[0] + R[1, j] * t[1] + R[2, j] * t[2])
+    c = _centre(R, t)
     n = xyz.shape[0]
     sel = np.empty(n, np.int64)
     uv = np.empty((n, 2))
@@ -419,12 +433,9 @@ def _fusion_candidates(T, xyz, normal, dmin, dmax, k, width, height, log_scale, 
     m = 0
     for i in range(n):
         X = xyz[i]
-        z = R[2, 0] * X[0] + R[2, 1] * X[1] + R[2, 2] * X[2] + t[2]
+        u, v, z, _ = _pixel(R, t, X, k)
         if not z > 0.0:
             continue
-        safe = z if z > 1e-9 else 1.0
-        u = k[0] * (R[0, 0] * X[0] + R[0, 1] * X[1] + R[0, 2] * X[2] + t[0]) / safe + k[2]
-        v = k[1] * (R[1, 0] * X[0] + R[1, 1] * X[1] + R[1, 2] * X[2] + t[1]) / safe + k[3]
         if not (u >= 0.0 and u < width and v >= 0.0 and v < height):
             continue
         rx, ry, rz = X[0] - c[0], X[1] - c[1], X[2] - c[2]
@@ -447,10 +458,7 @@ def _checked_points(T1, T2, view1, view2, i1, i2, k, baseline, level_sigma2, sca
     kp2, oct2, ur2, d2 = view2
     fx, fy, cx, cy = k[0], k[1], k[2], k[3]
     R1, t1, R2, t2 = T1[:3, :3], T1[:3, 3], T2[:3, :3], T2[:3, 3]
-    c1, c2 = np.empty(3), np.empty(3)  # camera centres -R^T t
-    for j in range(3):
-        c1[j] = -(R1[0, j] * t1[0] + R1[1, j] * t1[1] + R1[2, j] * t1[2])
-        c2[j] = -(R2[0, j] * t2[0] + R2[1, j] * t2[1] + R2[2, j] * t2[2])
+    c1, c2 = _centre(R1, t1), _centre(R2, t2)
     n = i1.shape[0]
     xyz = np.zeros((n, 3))
     ok = np.zeros(n, np.bool_)

@@ -288,14 +288,21 @@ def _nearest(q_words, t_words, max_distance, ratio):
 
 
 @nb.njit(cache=True, nogil=True)
-def _best_query_per_train(match, dist, n_train):
-    """(query, train) pairs keeping, for each train row, its closest query (the first of equals), in train
-    order."""
-    owner = np.full(n_train, -1, np.int64)
+def _closest_claimants(match, dist, n_targets):
+    """For each target claimed in match (-1: none), the claimant with the smallest distance, the first of equals;
+    -1 for a target nobody claims."""
+    owner = np.full(n_targets, -1, np.int64)
     for i in range(match.shape[0]):
         j = match[i]
         if j >= 0 and (owner[j] < 0 or dist[i] < dist[owner[j]]):
             owner[j] = i
+    return owner
+
+
+@nb.njit(cache=True, nogil=True)
+def _best_query_per_train(match, dist, n_train):
+    """(query, train) pairs keeping, for each train row, its closest query, in train order."""
+    owner = _closest_claimants(match, dist, n_train)
     t = np.flatnonzero(owner >= 0)
     return owner[t], t
 
@@ -315,11 +322,7 @@ def _unique_best(match, dist):
     n_kp = 0
     for j in match:
         n_kp = max(n_kp, j + 1)
-    owner = np.full(n_kp, -1, np.int64)
-    for i in range(match.shape[0]):
-        j = match[i]
-        if j >= 0 and (owner[j] < 0 or dist[i] < dist[owner[j]]):
-            owner[j] = i
+    owner = _closest_claimants(match, dist, n_kp)
     keep = np.array([i for i in range(match.shape[0]) if match[i] >= 0 and owner[match[i]] == i], np.int64)
     return keep, match[keep]
 
