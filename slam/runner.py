@@ -102,12 +102,6 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     system.builder.warm_up()
     if config.mapping.enabled:
         ba_solver.warm_up()
-    # The ~180k objects of the libraries loaded so far (numba's and LLVM's among them) do not become garbage
-    # during the run: out of the collector's sight, a full collection no longer walks them. Before, a threaded
-    # teddy RGB-D run had full collections every 3 s or so taking 70-230 ms each, the whole process stopped
-    # (the GIL held); now none during the run.
-    gc.collect()
-    gc.freeze()
     system.start()
     startup_s = time.perf_counter() - started_at
     timings: list[float] = []
@@ -119,6 +113,13 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     with _StopSignals() as stop:
         viewer = open_viewer(config, sequence, system, out_dir, stopping=lambda: stop.signal_number != 0)
         frames = sequence.frames(total)
+        # The ~180k objects of the libraries loaded so far (numba's and LLVM's among them) do not become garbage
+        # during the run: out of the collector's sight, a full collection no longer walks them. Before, a threaded
+        # teddy RGB-D run had full collections every 3 s or so taking 70-230 ms each, the whole process stopped
+        # (the GIL held); now none during the run. Frozen once the viewer is open, just before the block whose
+        # shutdown gives them back: a viewer that fails to open no longer leaves a caller's collector frozen.
+        gc.collect()
+        gc.freeze()
         try:
             bar = _progress(total, progress)
             first_read = time.perf_counter()
