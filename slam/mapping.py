@@ -517,6 +517,20 @@ def _checked_points(T1, T2, view1, view2, i1, i2, k, baseline, level_sigma2, sca
     return xyz, ok
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the mapping kernels on a tiny keyframe pair: compiled on the mapping
+    thread's first keyframes instead, they would take seconds of it on a fresh install."""
+    k = np.array([500.0, 500.0, 32.0, 24.0, 50.0])
+    T1, T2 = np.eye(4), np.eye(4)
+    T2[0, 3] = -0.1
+    xyz, uv, one = np.array([[0.0, 0.0, 2.0]]), np.array([[32.0, 24.0]]), np.ones(1)
+    scales = 1.2 ** np.arange(8)
+    _reprojections_ok(T1, xyz, uv, -one, one, k)
+    _fusion_candidates(T1, xyz, np.array([[0.0, 0.0, 1.0]]), one, 3 * one, k, 64, 48, float(np.log(1.2)), 8)
+    view = (uv, np.zeros(1, np.int64), -one, 2 * one)
+    index = np.zeros(1, np.int64)
+    _checked_points(T1, T2, view, view, index, index, k, 0.1, scales**2, scales, 1.8)
+
 def _fundamental(T1_cw: np.ndarray, T2_cw: np.ndarray, K: np.ndarray) -> np.ndarray:
     """F21 with x2' F21 x1 = 0 for pixels x1 in view 1 and x2 in view 2."""
     T21 = T2_cw @ se3_inverse(T1_cw)

@@ -586,3 +586,4 @@ def warm_up(descriptor_dtype=np.uint8) -> None:
     features = Features(kp, octave.astype(np.int32), np.zeros(8, np.float32), np.zeros(8, np.float32), desc)
     match_stereo(features, features, image, image, np.ones(8), 50.0)
     medoid_descriptors(desc, np.array([0]), np.array([8]))
+    nearest_matches(desc, desc, 1e9, 1.0)

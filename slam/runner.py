@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from slam import ba_solver, map_io
+from slam import ba_solver, map_io, mapping
 from slam.config import Config, to_dict
 from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.export import write_json, write_ply
@@ -102,6 +102,7 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     system.builder.warm_up()
     if config.mapping.enabled:
         ba_solver.warm_up()
+        mapping.warm_up()
     system.start()
     startup_s = time.perf_counter() - started_at
     timings: list[float] = []
