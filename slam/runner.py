@@ -13,12 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from slam import ba_solver, map_io, mapping
+from slam import map_io
 from slam.config import Config, to_dict
 from slam.errors import SlamInputError, SlamRuntimeError, describe
 from slam.export import write_json, write_ply
 from slam.io import FrameData, Sequence, open_sequence
-from slam.matching import warm_up
 from slam.memory import peak_rss_mb
 from slam.pacing import Pacer
 from slam.reporting import input_problems, report_input_problems, save_traceback, warn
@@ -98,11 +97,7 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     system = System(config, sequence.camera, threaded=threaded, initial_map=initial_map, localize_only=localize)
     if system.place_recognition_off:
         warn(system.place_recognition_off)
-    warm_up(system.map.points.descriptor.dtype)  # compile (or load cached) numba kernels before timing starts
-    system.builder.warm_up()
-    if config.mapping.enabled:
-        ba_solver.warm_up()
-        mapping.warm_up()
+    system.warm_up()  # compile (or load cached) numba kernels before timing starts
     system.start()
     startup_s = time.perf_counter() - started_at
     timings: list[float] = []

@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 
+from slam import ba_solver, mapping, matching, optimizer
 from slam.bundle_adjustment import adjust_whole_map
 from slam.camera import Camera
 from slam.config import Config
@@ -21,8 +22,9 @@ from slam.geometry import se3_inverse
 from slam.io.base import FrameData
 from slam.loop_closing import LoopCloser
 from slam.map import Map
+from slam.map import warm_up as map_kernels_warm_up
 from slam.mapping import LocalMapper
-from slam.memory import release_free_heap
+from slam.memory import release_compiler_code, release_free_heap
 from slam.place.vocabulary import load_vocabulary
 from slam.places import KeyframePlaces
 from slam.refinement import refine_pose
@@ -63,6 +65,21 @@ class System:
         self.failure: BaseException | None = None
         self._frame_count = 0
         self.last_frame = None  # the frame process() saw last, with its keypoints and matches (for the viewer)
+
+    def warm_up(self) -> None:
+        """Load (or compile) every numba kernel the run calls before timing starts: with a warm cache a kernel
+        loaded by the run took 2-13 ms of the thread that first called it; on a fresh install, seconds."""
+        descriptors = self.map.points.descriptor
+        matching.warm_up(descriptors.dtype)
+        map_kernels_warm_up(descriptors.shape[1], descriptors.dtype)
+        optimizer.warm_up()
+        self.builder.warm_up()
+        if self.places is not None:
+            self.places.vocabulary.words(np.zeros((2, descriptors.shape[1]), descriptors.dtype))
+        if self.config.mapping.enabled:
+            ba_solver.warm_up()
+            mapping.warm_up()
+        release_compiler_code()  # the run calls compiled kernels only from here on
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> System:

@@ -28,7 +28,6 @@ import numpy as np
 
 from slam.config import Config, load_config
 from slam.io import Sequence, open_sequence
-from slam.matching import warm_up
 from slam.synthetic import ensure_sequence
 from slam.system import System
 from slam.tracking import TrackingState
@@ -101,7 +100,7 @@ def sample(system: System, frames: int, tracked: int, started: float) -> Sample:
 def run(config: Config, sequence: Sequence, every: int, progress: bool = True) -> list[Sample]:
     """Track every frame of `sequence` with the mapping thread running; a Sample every `every` frames."""
     system = System(config, sequence.camera)
-    warm_up(system.map.points.descriptor.dtype)
+    system.warm_up()
     system.start()
     started = time.perf_counter()
     samples = [sample(system, 0, 0, started)]
