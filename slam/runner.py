@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from slam import map_io
 from slam.config import Config, to_dict
@@ -106,7 +107,11 @@ def run_sequence(config: Config, data: str | Path | Sequence, out_dir: str | Pat
     exit_code, error = 0, ""
     failure: BaseException | None = None  # an internal failure, whose traceback is saved beside the outputs
     total = _frame_limit(sequence, max_frames)
-    with _StopSignals() as stop:
+    # BLAS on one thread: OpenBLAS's workers spin after each call, and on 2 cores they took the CPU from tracking
+    # while the loop thread's whole-map BA factorised its pose system (threaded 1000-frame synthetic RGB-D, 4
+    # alternating runs: that BA 1.7-2.3 s -> 1.2-1.3 s, frames tracked meanwhile 20-26 -> 14-15 ms at the median).
+    # Our own threads are the parallelism.
+    with _StopSignals() as stop, threadpool_limits(limits=1, user_api="blas"):
         viewer = open_viewer(config, sequence, system, out_dir, stopping=lambda: stop.signal_number != 0)
         frames = sequence.frames(total)
         # The ~180k objects of the libraries loaded so far (numba's and LLVM's among them) do not become garbage
