@@ -227,7 +227,7 @@ def _loop_closing_state(config: Config, system: System) -> str:
     if not config.loop_closing.enabled:
         return "off: loop_closing.enabled is false"
     if config.mode == "mono":
-        return "off: monocular loop closing is opt-in (loop_closing.monocular)"
+        return "off: loop_closing.monocular is false"
     return "off"
 
 

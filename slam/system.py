@@ -45,7 +45,7 @@ class System:
         self.mapper = LocalMapper(config, self.map, camera, scales)
         self.places = _keyframe_places(config, self.map, extractor.descriptor_dtype)
         self.loop_closer = None
-        # Monocular (Sim(3)) loop closing is opt-in (loop_closing.monocular): see docs/benchmarks.md.
+        # Monocular maps close Sim(3) loops unless loop_closing.monocular is false: see docs/benchmarks.md.
         if (self.places is not None and config.loop_closing.enabled and config.mapping.max_keyframes == 0
                 and (config.mode != "mono" or config.loop_closing.monocular)):
             self.loop_closer = LoopCloser(config, self.map, camera, self.places, self.mapper)
