@@ -72,8 +72,9 @@ def test_a_covered_lens_loses_tracking_and_it_relocalises(tmp_path):
 
 
 def test_a_monocular_loop_is_closed_with_a_similarity(loop_sequence, tmp_path):
-    """Sim(3) loop closing in monocular maps (loop_closing.monocular, on by default): the loop is found, its scale correction is the small
-    one this synchronous run drifted by, and the trajectory improves (measured 4.4 mm -> 3.7 mm)."""
+    """Sim(3) loop closing in monocular maps (loop_closing.monocular, on by default): the loop is found, its scale
+    correction is the small one this synchronous run drifted by, and the trajectory improves (measured 4.4 mm ->
+    3.7 mm)."""
     summaries = {}
     for enabled in (False, True):
         config = load_config(REPO / "configs" / "synthetic_mono.yaml", [*SYNC, f"loop_closing.monocular={enabled}"])
