@@ -226,7 +226,7 @@ def _loop_closing_state(config: Config, system: System) -> str:
         return f"off: {system.place_recognition_off}"
     if not config.loop_closing.enabled:
         return "off: loop_closing.enabled is false"
-    if config.mode == "mono":
+    if config.mode == "mono" and not config.loop_closing.monocular:
         return "off: loop_closing.monocular is false"
     return "off"
 

@@ -180,6 +180,19 @@ def test_features_without_a_vocabulary_say_loop_closing_is_off(synthetic_rgbd_se
     assert orb.summary["loop_closing"] == "on"
 
 
+@pytest.mark.parametrize(("overrides", "state"), [
+    ((), "on"),
+    (("loop_closing.monocular=false",), "off: loop_closing.monocular is false"),
+    (("mapping.max_keyframes=10",), "off: loop closing is off: a sliding-window map (mapping.max_keyframes) keeps "
+                                    "no loop to close"),
+    (("loop_closing.enabled=false",), "off: loop_closing.enabled is false"),
+])
+def test_run_json_says_why_monocular_loop_closing_is_off(synthetic_rgbd_seq, tmp_path, overrides, state):
+    mono = load_config(REPO / "configs" / "synthetic_mono.yaml", ["mapping.threaded=false", *overrides])
+    result = run_sequence(mono, synthetic_rgbd_seq, tmp_path, max_frames=2, progress=False)
+    assert result.summary["loop_closing"] == state
+
+
 @pytest.mark.parametrize("fail", [False, True])
 def test_start_up_objects_are_out_of_the_collectors_sight_during_the_run_only(synthetic_rgbd_seq, tmp_path,
                                                                               monkeypatch, fail):
