@@ -531,6 +531,7 @@ def warm_up() -> None:
     index = np.zeros(1, np.int64)
     _checked_points(T1, T2, view, view, index, index, k, 0.1, scales**2, scales, 1.8)
 
+
 def _fundamental(T1_cw: np.ndarray, T2_cw: np.ndarray, K: np.ndarray) -> np.ndarray:
     """F21 with x2' F21 x1 = 0 for pixels x1 in view 1 and x2 in view 2."""
     T21 = T2_cw @ se3_inverse(T1_cw)

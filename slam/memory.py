@@ -32,13 +32,18 @@ def release_free_heap() -> None:
     Called once before the final whole-map BA, the run's peak: it released 4.5-7.5 MB there (threaded runs of
     teddy RGB-D, KITTI 06 stereo, KITTI 07 mono) in about 2 ms.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
+
+
+def _libc_function(name: str):
+    """The C library's function `name`, or None where there is no such library or function (not glibc)."""
+    library = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(library), name) if library else None
+    except (OSError, AttributeError):
+        return None
 
 
 def release_compiler_code(library: str = "libllvmlite") -> int:
@@ -53,12 +58,13 @@ def release_compiler_code(library: str = "libllvmlite") -> int:
     dropped from this process's page tables, not changed), so the call cannot alter what the program does.
     Linux only; elsewhere, and where the library is not loaded, it does nothing.
     """
+    madvise = _libc_function("madvise")
+    if madvise is None:
+        return 0
     try:
         maps = Path("/proc/self/smaps").read_text()
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     except OSError:
         return 0
-    madvise = libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     released = 0
     for start, end, resident_kb in _releasable(maps, library):
